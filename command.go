@@ -1,0 +1,165 @@
+package store
+
+import (
+	"bytes"
+	"fmt"
+	"sync"
+
+	"github.com/embedkv/store/internal/msgpackcheck"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// A command is what travels through the raft log: one type byte followed by a
+// msgpack body. Structs encode as msgpack maps keyed by short names, so fields
+// can be added in later versions without breaking old logs: unknown fields are
+// skipped, missing ones decode as zero.
+const (
+	cmdRequest byte = 1 // body: request
+)
+
+// maxMsgpackDepth bounds the nesting of any msgpack value we decode. A txn
+// nests three levels per txn level (request op → txn → op list), plus slack.
+const maxMsgpackDepth = 8 + 4*maxTxnDepthLimit
+
+// maxTxnDepthLimit is the hard ceiling for Config.MaxTxnDepth.
+const maxTxnDepthLimit = 16
+
+type reqKind uint8
+
+const (
+	reqPut reqKind = iota + 1
+	reqDelete
+	reqTxn
+	reqCompact
+	reqNoop // a new leader's first entry of its term; see leader.go
+)
+
+// request is one client write. ID routes the result back to the caller: it is
+// the proposing node's boot ID and a sequence number, and has no effect on the
+// state machine.
+type request struct {
+	Origin  uint64     `msgpack:"o,omitempty"`
+	Seq     uint64     `msgpack:"q,omitempty"`
+	Kind    reqKind    `msgpack:"k"`
+	Put     *putReq    `msgpack:"p,omitempty"`
+	Delete  *deleteReq `msgpack:"d,omitempty"`
+	Txn     *txnReq    `msgpack:"t,omitempty"`
+	Compact int64      `msgpack:"c,omitempty"`
+}
+
+type rangeReq struct {
+	Key          []byte `msgpack:"k"`
+	End          []byte `msgpack:"e,omitempty"`
+	Rev          int64  `msgpack:"r,omitempty"`
+	Limit        int64  `msgpack:"l,omitempty"`
+	SortTarget   uint8  `msgpack:"st,omitempty"`
+	SortOrder    uint8  `msgpack:"so,omitempty"`
+	KeysOnly     bool   `msgpack:"ko,omitempty"`
+	CountOnly    bool   `msgpack:"co,omitempty"`
+	MinModRev    int64  `msgpack:"mm,omitempty"`
+	MaxModRev    int64  `msgpack:"xm,omitempty"`
+	MinCreateRev int64  `msgpack:"mc,omitempty"`
+	MaxCreateRev int64  `msgpack:"xc,omitempty"`
+}
+
+type putReq struct {
+	Key         []byte `msgpack:"k"`
+	Value       []byte `msgpack:"v,omitempty"`
+	Lease       int64  `msgpack:"l,omitempty"`
+	PrevKV      bool   `msgpack:"p,omitempty"`
+	IgnoreValue bool   `msgpack:"iv,omitempty"`
+	IgnoreLease bool   `msgpack:"il,omitempty"`
+}
+
+type deleteReq struct {
+	Key    []byte `msgpack:"k"`
+	End    []byte `msgpack:"e,omitempty"`
+	PrevKV bool   `msgpack:"p,omitempty"`
+}
+
+type compareReq struct {
+	Target uint8  `msgpack:"t"`
+	Result uint8  `msgpack:"r"`
+	Key    []byte `msgpack:"k"`
+	End    []byte `msgpack:"e,omitempty"`
+	Value  []byte `msgpack:"v,omitempty"`
+	Num    int64  `msgpack:"n,omitempty"`
+}
+
+// requestOp is one operation of a txn branch; exactly one field is set.
+type requestOp struct {
+	Range  *rangeReq  `msgpack:"g,omitempty"`
+	Put    *putReq    `msgpack:"p,omitempty"`
+	Delete *deleteReq `msgpack:"d,omitempty"`
+	Txn    *txnReq    `msgpack:"t,omitempty"`
+}
+
+type txnReq struct {
+	Compare []compareReq `msgpack:"c,omitempty"`
+	Success []requestOp  `msgpack:"s,omitempty"`
+	Failure []requestOp  `msgpack:"f,omitempty"`
+}
+
+var encPool = sync.Pool{New: func() any {
+	var buf bytes.Buffer
+	enc := msgpack.NewEncoder(&buf)
+	enc.UseCompactInts(true)
+	return &pooledEncoder{buf: &buf, enc: enc}
+}}
+
+type pooledEncoder struct {
+	buf *bytes.Buffer
+	enc *msgpack.Encoder
+}
+
+// encodeCommand returns typ followed by the msgpack encoding of v, in a new
+// slice owned by the caller.
+func encodeCommand(typ byte, v any) ([]byte, error) {
+	pe := encPool.Get().(*pooledEncoder)
+	defer func() {
+		if pe.buf.Cap() <= 1<<20 {
+			encPool.Put(pe)
+		}
+	}()
+	pe.buf.Reset()
+	pe.buf.WriteByte(typ)
+	if err := pe.enc.Encode(v); err != nil {
+		return nil, err
+	}
+	out := make([]byte, pe.buf.Len())
+	copy(out, pe.buf.Bytes())
+	return out, nil
+}
+
+var decPool = sync.Pool{New: func() any { return msgpack.NewDecoder(nil) }}
+
+// decodeMsgpack checks b with msgpackcheck before decoding it into v (a
+// pointer to a concrete type), so hostile lengths or nesting never reach the
+// decoder.
+func decodeMsgpack(b []byte, v any) error {
+	if err := msgpackcheck.Check(b, maxMsgpackDepth); err != nil {
+		return fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	dec := decPool.Get().(*msgpack.Decoder)
+	defer decPool.Put(dec)
+	dec.Reset(bytes.NewReader(b))
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	return nil
+}
+
+// decodeCommand parses a raft log entry. Every error wraps ErrCorrupt.
+func decodeCommand(b []byte) (*request, error) {
+	if len(b) < 2 {
+		return nil, fmt.Errorf("%w: command of %d bytes", ErrCorrupt, len(b))
+	}
+	if b[0] != cmdRequest {
+		return nil, fmt.Errorf("%w: unknown command type %d", ErrCorrupt, b[0])
+	}
+	req := new(request)
+	if err := decodeMsgpack(b[1:], req); err != nil {
+		return nil, err
+	}
+	return req, nil
+}

@@ -1,0 +1,217 @@
+package store
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+)
+
+// Config configures a node. Open applies defaults to the zero fields (see
+// each field) in one place, withDefaults, and rejects contradictions with
+// ErrConfig.
+type Config struct {
+	// NodeID is the stable, unique name of this node. Required when Peers or
+	// Join is set; defaults to "default" for a single-node store.
+	NodeID string
+	// Dir holds the raft log (raft.db), stable state and snapshots. Required.
+	// It is created with mode 0700 if missing.
+	Dir string
+	// BindAddr is the TCP address the node listens on for peer traffic (raft
+	// and node RPC share it). "" = "127.0.0.1:0", a free loopback port.
+	BindAddr string
+	// AdvertiseAddr is the address peers dial; "" = the bound address. With
+	// Peers set it must equal this node's Peer.Addr.
+	AdvertiseAddr string
+	// Peers lists the initial cluster, this node included. Every node must be
+	// given the same list. Empty = a single-node cluster.
+	Peers []Peer
+	// Join lists addresses of running members to join through.
+	Join []string
+	// TLS, when set, turns on mutual TLS on every peer connection.
+	TLS *TLSConfig
+	// Logger receives the node's logs, raft's included. nil = slog.Default()
+	// filtered to warnings and errors.
+	Logger *slog.Logger
+
+	// HeartbeatTimeout and ElectionTimeout are raft's timers (default 500 ms
+	// each); LeaderLeaseTimeout defaults to half the heartbeat timeout.
+	HeartbeatTimeout, ElectionTimeout, LeaderLeaseTimeout time.Duration
+	// CommitTimeout bounds how long a follower may wait to learn of a commit
+	// when no new entries flow (default 5 ms; raft's own default is 50 ms).
+	CommitTimeout time.Duration
+	// SnapshotThreshold is the number of new log entries that triggers a raft
+	// snapshot (default 8192), checked every SnapshotInterval (default 30 s).
+	SnapshotThreshold uint64
+	SnapshotInterval  time.Duration
+	// TrailingLogs is the number of log entries kept after a snapshot
+	// (default 10240; at least 1.25 x SnapshotThreshold is enforced so slow
+	// followers can catch up from the log).
+	TrailingLogs uint64
+	// MaxAppendEntries caps the entries sent in one AppendEntries RPC and
+	// written in one fsync round (default 256).
+	MaxAppendEntries int
+
+	// MaxRequestBytes caps the encoded size of one write (default 1.5 MiB).
+	MaxRequestBytes int
+	// MaxTxnOps caps the operations of each branch of a txn, and its
+	// comparisons (default 128, as etcd).
+	MaxTxnOps int
+	// MaxTxnDepth caps txn nesting (default 8, at most 16).
+	MaxTxnDepth int
+	// CompactionRetention is how many revisions of history the leader keeps
+	// (default 10000): once the store is 2 x CompactionRetention revisions past
+	// the compaction point, the leader proposes a compaction to
+	// revision - CompactionRetention. Negative disables automatic compaction.
+	CompactionRetention int64
+	// CompactionCheckInterval is how often the leader checks (default 1 s).
+	CompactionCheckInterval time.Duration
+	// LeaderWaitTimeout bounds how long a call whose context has no deadline
+	// waits for a leader before failing with ErrNoLeader (default 5 s).
+	LeaderWaitTimeout time.Duration
+
+	// UnsafeNoFsync turns off fsync of the raft log. A crash can then lose
+	// acknowledged writes. For tests and benchmarks of CPU paths only.
+	UnsafeNoFsync bool
+}
+
+// Peer is one member of the initial cluster.
+type Peer struct{ ID, Addr string }
+
+// TLSConfig names PEM files for mutual TLS between peers. The files are
+// re-read when they change.
+type TLSConfig struct{ CertFile, KeyFile, CAFile string }
+
+const defaultNodeID = "default"
+
+// withDefaults validates c and returns it with every zero field set to its
+// default. It is the only place defaults live.
+func (c Config) withDefaults() (Config, error) {
+	bad := func(format string, a ...any) (Config, error) {
+		return Config{}, fmt.Errorf("%w: "+format, append([]any{ErrConfig}, a...)...)
+	}
+	if c.Dir == "" {
+		return bad("Dir is required")
+	}
+	if c.NodeID == "" {
+		if len(c.Peers) > 0 || len(c.Join) > 0 {
+			return bad("NodeID is required when Peers or Join is set")
+		}
+		c.NodeID = defaultNodeID
+	}
+	if len(c.Peers) > 0 && len(c.Join) > 0 {
+		return bad("set Peers or Join, not both")
+	}
+	if c.TLS != nil {
+		return bad("TLS is not supported yet by this version")
+	}
+	if len(c.Join) > 0 {
+		return bad("Join is not supported yet by this version")
+	}
+	if c.BindAddr == "" {
+		c.BindAddr = "127.0.0.1:0"
+	}
+	if _, _, err := net.SplitHostPort(c.BindAddr); err != nil {
+		return bad("BindAddr %q: %v", c.BindAddr, err)
+	}
+	if c.AdvertiseAddr != "" {
+		if _, _, err := net.SplitHostPort(c.AdvertiseAddr); err != nil {
+			return bad("AdvertiseAddr %q: %v", c.AdvertiseAddr, err)
+		}
+	}
+	seenID, seenAddr := map[string]bool{}, map[string]bool{}
+	self := false
+	for _, p := range c.Peers {
+		if p.ID == "" || p.Addr == "" {
+			return bad("peer %+v needs an ID and an Addr", p)
+		}
+		if seenID[p.ID] || seenAddr[p.Addr] {
+			return bad("peer %+v is listed twice", p)
+		}
+		seenID[p.ID], seenAddr[p.Addr] = true, true
+		if p.ID == c.NodeID {
+			self = true
+			if c.AdvertiseAddr == "" {
+				c.AdvertiseAddr = p.Addr
+			} else if c.AdvertiseAddr != p.Addr {
+				return bad("AdvertiseAddr %q differs from this node's peer address %q", c.AdvertiseAddr, p.Addr)
+			}
+		}
+	}
+	if len(c.Peers) > 0 && !self {
+		return bad("Peers does not list this node (%q)", c.NodeID)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(warnOnly{slog.Default().Handler()})
+	}
+	durations := []struct {
+		d   *time.Duration
+		def time.Duration
+	}{
+		{&c.HeartbeatTimeout, 500 * time.Millisecond},
+		{&c.ElectionTimeout, 500 * time.Millisecond},
+		{&c.CommitTimeout, 5 * time.Millisecond},
+		{&c.SnapshotInterval, 30 * time.Second},
+		{&c.CompactionCheckInterval, time.Second},
+		{&c.LeaderWaitTimeout, 5 * time.Second},
+	}
+	for _, x := range durations {
+		if *x.d < 0 {
+			return bad("negative duration %v", *x.d)
+		}
+		if *x.d == 0 {
+			*x.d = x.def
+		}
+	}
+	if c.LeaderLeaseTimeout == 0 {
+		c.LeaderLeaseTimeout = c.HeartbeatTimeout / 2
+	}
+	if c.LeaderLeaseTimeout > c.HeartbeatTimeout {
+		return bad("LeaderLeaseTimeout %v exceeds HeartbeatTimeout %v", c.LeaderLeaseTimeout, c.HeartbeatTimeout)
+	}
+	if c.SnapshotThreshold == 0 {
+		c.SnapshotThreshold = 8192
+	}
+	if c.TrailingLogs == 0 {
+		c.TrailingLogs = 10240
+	}
+	if minTrail := c.SnapshotThreshold + c.SnapshotThreshold/4; c.TrailingLogs < minTrail {
+		c.TrailingLogs = minTrail
+	}
+	if c.MaxAppendEntries == 0 {
+		c.MaxAppendEntries = 256
+	}
+	if c.MaxAppendEntries < 0 || c.MaxAppendEntries > 1024 {
+		return bad("MaxAppendEntries %d outside 1..1024", c.MaxAppendEntries)
+	}
+	if c.MaxRequestBytes == 0 {
+		c.MaxRequestBytes = 3 << 19 // 1.5 MiB
+	}
+	if c.MaxRequestBytes < 0 || c.MaxRequestBytes > 64<<20 {
+		return bad("MaxRequestBytes %d outside 1..64 MiB", c.MaxRequestBytes)
+	}
+	if c.MaxTxnOps == 0 {
+		c.MaxTxnOps = 128
+	}
+	if c.MaxTxnOps < 0 || c.MaxTxnOps > 4096 {
+		return bad("MaxTxnOps %d outside 1..4096", c.MaxTxnOps)
+	}
+	if c.MaxTxnDepth == 0 {
+		c.MaxTxnDepth = 8
+	}
+	if c.MaxTxnDepth < 0 || c.MaxTxnDepth > maxTxnDepthLimit {
+		return bad("MaxTxnDepth %d outside 1..%d", c.MaxTxnDepth, maxTxnDepthLimit)
+	}
+	if c.CompactionRetention == 0 {
+		c.CompactionRetention = 10000
+	}
+	return c, nil
+}
+
+func (c *Config) limits() limits {
+	total := c.MaxTxnOps * c.MaxTxnDepth
+	if total > applyLimits.maxTotalOps {
+		total = applyLimits.maxTotalOps
+	}
+	return limits{maxTxnOps: c.MaxTxnOps, maxTxnDepth: c.MaxTxnDepth, maxTotalOps: total}
+}

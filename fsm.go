@@ -1,0 +1,154 @@
+package store
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/embedkv/store/mvcc"
+	"github.com/hashicorp/raft"
+)
+
+// appliedState is what readers see: an immutable MVCC view and the last raft
+// index it includes. A new one is published at most once per applied batch.
+type appliedState struct {
+	view  *mvcc.View
+	index uint64
+}
+
+// fsm is the raft state machine. It is thin: decoding, routing results to
+// waiting callers and publishing read views; the applier does the rest.
+//
+// Apply never blocks on readers: they work on published immutable views, and
+// results are handed to waiters through buffered channels.
+type fsm struct {
+	logger  *slog.Logger
+	bootID  uint64
+	waiters *waiters
+
+	// app is touched only by the FSM goroutine (ApplyBatch, Snapshot, Restore).
+	app applier
+
+	state atomic.Pointer[appliedState]
+
+	// mu guards changed, which is closed and replaced on every publish so
+	// that waitApplied can sleep until the next one. Lock order: mu is a leaf.
+	mu      sync.Mutex
+	changed chan struct{}
+}
+
+var _ raft.BatchingFSM = (*fsm)(nil)
+
+func newFSM(logger *slog.Logger, bootID uint64, w *waiters) *fsm {
+	f := &fsm{logger: logger, bootID: bootID, waiters: w, changed: make(chan struct{})}
+	f.app = applier{kv: mvcc.New()}
+	f.state.Store(&appliedState{view: f.app.kv.View()})
+	return f
+}
+
+// current returns the latest published state.
+func (f *fsm) current() *appliedState { return f.state.Load() }
+
+// publish makes a new view (only if the store changed) and index visible and
+// wakes everyone waiting for a newer index.
+func (f *fsm) publish(index uint64, forceView bool) {
+	old := f.state.Load()
+	view := old.view
+	if forceView || view.Rev() != f.app.kv.Rev() || view.CompactRev() != f.app.kv.CompactRev() {
+		view = f.app.kv.View()
+	}
+	if index < old.index && !forceView {
+		index = old.index
+	}
+	f.mu.Lock()
+	f.state.Store(&appliedState{view: view, index: index})
+	close(f.changed)
+	f.changed = make(chan struct{})
+	f.mu.Unlock()
+}
+
+// waitApplied returns once the published state includes raft index idx.
+func (f *fsm) waitApplied(ctx context.Context, idx uint64, stop <-chan struct{}) error {
+	for {
+		f.mu.Lock()
+		st, ch := f.state.Load(), f.changed
+		f.mu.Unlock()
+		if st.index >= idx {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-stop:
+			return ErrStopped
+		}
+	}
+}
+
+type delivery struct {
+	seq uint64
+	r   *result
+}
+
+// Apply implements raft.FSM for single entries.
+func (f *fsm) Apply(l *raft.Log) interface{} { return f.ApplyBatch([]*raft.Log{l})[0] }
+
+// ApplyBatch implements raft.BatchingFSM. It returns exactly len(logs)
+// results and never panics on entry contents: an entry that does not decode
+// is logged as corruption and yields an error result on every node alike.
+func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
+	out := make([]interface{}, len(logs))
+	var deliveries []delivery
+	var last uint64
+	for i, l := range logs {
+		last = l.Index
+		if l.Type != raft.LogCommand {
+			continue // configuration changes: raft tracks membership itself
+		}
+		req, err := decodeCommand(l.Data)
+		if err != nil {
+			f.logger.Error("embedkv: undecodable committed raft entry; skipping it on every node",
+				"index", l.Index, "term", l.Term, "err", err)
+			out[i] = &result{rev: f.app.kv.Rev(), err: err}
+			continue
+		}
+		mine := req.Origin == f.bootID && req.Seq != 0
+		want := mine && f.waiters.has(req.Seq)
+		r := f.app.apply(req, want)
+		out[i] = r
+		if want {
+			deliveries = append(deliveries, delivery{req.Seq, r})
+		}
+	}
+	if len(logs) > 0 {
+		f.publish(last, false)
+	}
+	for _, d := range deliveries {
+		f.waiters.deliver(d.seq, d.r)
+	}
+	return out
+}
+
+// Snapshot implements raft.FSM. It runs on the FSM goroutine between
+// batches, so the published view is exactly the applied state; capturing it
+// is O(1) and Persist encodes it while later batches apply.
+func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	st := f.state.Load()
+	return &fsmSnapshot{view: st.view, index: st.index, logger: f.logger}, nil
+}
+
+// Restore implements raft.FSM: it replaces the whole state with the
+// snapshot's.
+func (f *fsm) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	kv, index, err := readFSMSnapshot(rc)
+	if err != nil {
+		return err
+	}
+	f.app.kv = kv
+	f.publish(index, true)
+	return nil
+}

@@ -1,0 +1,73 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// watchLeadership follows this node's leadership. On winning an election it
+// proposes a no-op request and, once it is applied, marks the term ready for
+// read-index reads (see readIndexer). Runs until Close.
+func (s *Store) watchLeadership() {
+	noop, err := encodeCommand(cmdRequest, &request{Kind: reqNoop})
+	if err != nil {
+		s.logger.Error("embedkv: encode no-op", "err", err)
+		return
+	}
+	for {
+		select {
+		case <-s.stopCh:
+			return
+		case isLeader := <-s.raft.LeaderCh():
+			s.readyTerm.Store(0)
+			if !isLeader {
+				continue
+			}
+			term := s.raft.CurrentTerm()
+			if err := s.raft.Apply(noop, 0).Error(); err != nil {
+				s.logger.Info("embedkv: no-op of new term failed", "term", term, "err", err)
+				continue
+			}
+			if s.raft.State() == raft.Leader && s.raft.CurrentTerm() == term {
+				s.readyTerm.Store(term)
+			}
+		}
+	}
+}
+
+// runCompactor keeps history bounded: on the leader, once the store is
+// 2 x CompactionRetention revisions past the compaction point, it proposes a
+// compaction to revision - CompactionRetention. The compaction itself is an
+// ordinary raft entry, so every node compacts at the same revision.
+func (s *Store) runCompactor() {
+	retention := s.cfg.CompactionRetention
+	if retention <= 0 {
+		return
+	}
+	t := time.NewTicker(s.cfg.CompactionCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopCh:
+			return
+		case <-t.C:
+		}
+		if s.raft.State() != raft.Leader {
+			continue
+		}
+		v := s.fsm.current().view
+		if v.Rev()-v.CompactRev() < 2*retention {
+			continue
+		}
+		target := v.Rev() - retention
+		// propose itself gives up when the store closes.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := s.propose(ctx, &request{Kind: reqCompact, Compact: target})
+		cancel()
+		if err != nil {
+			s.logger.Info("embedkv: automatic compaction failed", "rev", target, "err", err)
+		}
+	}
+}

@@ -1,0 +1,244 @@
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/embedkv/store/transport"
+	"github.com/hashicorp/raft"
+)
+
+// Node RPC methods (the first byte of a node RPC request after framing).
+// They are part of the node-to-node protocol: never renumber them.
+const (
+	methodForward   uint8 = 1 // a follower's write: body = encoded command; reply = raft index (8 bytes)
+	methodReadIndex uint8 = 2 // a follower's read-index request: reply = raft index (8 bytes)
+)
+
+// propose validates req, sends it through raft (locally on the leader,
+// forwarded to it elsewhere) and returns the result this node's FSM produced
+// when applying it. It returns only after this node applied the write.
+//
+// Errors: validation sentinels (nothing proposed); ErrNoLeader (nothing
+// proposed); ErrStopped; ErrUnknownOutcome when the write may or may not
+// have been applied. It never re-proposes a request that may have been
+// applied.
+func (s *Store) propose(ctx context.Context, req *request) (*result, error) {
+	if s.stopped() {
+		return nil, ErrStopped
+	}
+	if err := validateRequest(req, s.lim); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	req.Origin = s.bootID
+	req.Seq = s.seq.Add(1)
+	cmd, err := encodeCommand(cmdRequest, req)
+	if err != nil {
+		return nil, fmt.Errorf("%w: encode: %v", ErrInvalidArgument, err)
+	}
+	if len(cmd) > s.cfg.MaxRequestBytes {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrRequestTooLarge, len(cmd), s.cfg.MaxRequestBytes)
+	}
+	ch := s.waiters.register(req.Seq)
+	defer s.waiters.cancel(req.Seq)
+
+	if err := s.submit(ctx, cmd); err != nil {
+		return nil, err
+	}
+	// Committed. The result arrives when this node's FSM applies the entry
+	// (on the leader it already has).
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return nil, r.err
+		}
+		return r, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("store: write committed but not yet applied on this node when the context ended: %w", ctx.Err())
+	case <-s.stopCh:
+		return nil, fmt.Errorf("%w: write committed but not applied here before close", ErrStopped)
+	}
+}
+
+// submit gets cmd committed: applied through raft on the leader, or
+// forwarded to it. It retries only failures that prove nothing was proposed.
+func (s *Store) submit(ctx context.Context, cmd []byte) error {
+	return s.retryUntilLeader(ctx, func() error {
+		if s.raft.State() == raft.Leader {
+			_, err := s.applyLocal(ctx, cmd)
+			return err
+		}
+		addr, err := s.leaderAddr()
+		if err != nil {
+			return err
+		}
+		_, err = s.forward(ctx, addr, methodForward, cmd)
+		return err
+	})
+}
+
+// retryUntilLeader calls fn until it returns an error that does not match
+// errRetry, backing off between attempts. It gives up with ErrNoLeader when
+// ctx ends or, for a ctx without deadline, after Config.LeaderWaitTimeout.
+func (s *Store) retryUntilLeader(ctx context.Context, fn func() error) error {
+	var leaderDeadline <-chan time.Time
+	if _, ok := ctx.Deadline(); !ok {
+		t := time.NewTimer(s.cfg.LeaderWaitTimeout)
+		defer t.Stop()
+		leaderDeadline = t.C
+	}
+	backoff := time.Millisecond
+	for {
+		err := fn()
+		if err == nil || !errors.Is(err, errRetry) {
+			return err
+		}
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			if errors.Is(err, ErrNoLeader) || errors.Is(err, errNotLeader) || errors.Is(err, errLeaderNotReady) {
+				return fmt.Errorf("%w: %w (last: %v)", ErrNoLeader, ctx.Err(), err)
+			}
+			return fmt.Errorf("store: gave up retrying (last: %v): %w", err, ctx.Err())
+		case <-leaderDeadline:
+			return fmt.Errorf("%w: none within %v (last: %v)", ErrNoLeader, s.cfg.LeaderWaitTimeout, err)
+		case <-s.stopCh:
+			return ErrStopped
+		}
+		if backoff < 50*time.Millisecond {
+			backoff *= 2
+		}
+	}
+}
+
+// errRetry marks errors after which the request was certainly not proposed.
+var errRetry = errors.New("retry")
+
+type retryError struct{ cause error }
+
+func (e *retryError) Error() string   { return e.cause.Error() }
+func (e *retryError) Unwrap() []error { return []error{errRetry, e.cause} }
+
+func (s *Store) leaderAddr() (string, error) {
+	addr, id := s.raft.LeaderWithID()
+	if addr == "" || id == "" {
+		return "", &retryError{ErrNoLeader}
+	}
+	return string(addr), nil
+}
+
+// applyLocal proposes cmd on this node, which believes it leads, and waits
+// for the entry to be committed and applied here. It returns the entry's
+// index.
+func (s *Store) applyLocal(ctx context.Context, cmd []byte) (uint64, error) {
+	f := s.raft.Apply(cmd, 0)
+	done := make(chan error, 1)
+	s.goFunc(func() { done <- f.Error() })
+	select {
+	case err := <-done:
+		if err != nil {
+			return 0, mapRaftError(err)
+		}
+		return f.Index(), nil
+	case <-ctx.Done():
+		return 0, fmt.Errorf("%w: %w", ErrUnknownOutcome, ctx.Err())
+	}
+}
+
+// mapRaftError turns an error of a raft future into the store's terms.
+func mapRaftError(err error) error {
+	switch {
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress),
+		errors.Is(err, raft.ErrEnqueueTimeout):
+		return &retryError{fmt.Errorf("%w: %v", errNotLeader, err)}
+	case errors.Is(err, raft.ErrLeadershipLost):
+		return fmt.Errorf("%w: leadership lost after proposing", ErrUnknownOutcome)
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return fmt.Errorf("%w: %w: raft shut down", ErrStopped, ErrUnknownOutcome)
+	}
+	return fmt.Errorf("%w: %v", ErrUnknownOutcome, err)
+}
+
+// forward sends a node RPC to the leader at addr and returns the raft index
+// in its reply. For methodForward, errors after the request may have left
+// this process are ErrUnknownOutcome.
+func (s *Store) forward(ctx context.Context, addr string, method uint8, body []byte) (uint64, error) {
+	resp, err := s.rpc.Call(ctx, addr, method, body)
+	if err != nil {
+		var re *transport.RemoteError
+		switch {
+		case errors.As(err, &re):
+			rerr := errorFromCode(re.Code, re.Msg)
+			if method == methodReadIndex || errors.Is(rerr, errNotLeader) || errors.Is(rerr, ErrNoLeader) {
+				return 0, &retryError{rerr}
+			}
+			return 0, rerr
+		case errors.Is(err, transport.ErrClosed):
+			return 0, ErrStopped
+		case errors.Is(err, transport.ErrNotSent):
+			if ctx.Err() != nil {
+				return 0, err // not sent, and the caller stopped waiting
+			}
+			return 0, &retryError{err}
+		case method == methodReadIndex:
+			// A read changes nothing: any failure may be retried.
+			if ctx.Err() != nil {
+				return 0, ctx.Err()
+			}
+			return 0, &retryError{err}
+		}
+		return 0, fmt.Errorf("%w: forwarding to the leader at %s: %w", ErrUnknownOutcome, addr, err)
+	}
+	if len(resp) != 8 {
+		return 0, fmt.Errorf("%w: reply of %d bytes from %s", ErrCorrupt, len(resp), addr)
+	}
+	return binary.BigEndian.Uint64(resp), nil
+}
+
+// handleRPC serves node RPCs from peers. Requests are never trusted: a
+// forwarded command is decoded and validated with this node's limits before
+// it is proposed.
+func (s *Store) handleRPC(ctx context.Context, method uint8, body []byte) ([]byte, error) {
+	var idx uint64
+	var err error
+	switch method {
+	case methodForward:
+		idx, err = s.serveForward(ctx, body)
+	case methodReadIndex:
+		idx, err = s.reads.readIndex(ctx)
+	default:
+		err = fmt.Errorf("%w: unknown node RPC method %d", ErrInvalidArgument, method)
+	}
+	if err != nil {
+		return nil, &transport.RemoteError{Code: errorCode(err), Msg: err.Error()}
+	}
+	out := make([]byte, 8)
+	binary.BigEndian.PutUint64(out, idx)
+	return out, nil
+}
+
+func (s *Store) serveForward(ctx context.Context, cmd []byte) (uint64, error) {
+	if s.stopped() {
+		return 0, errNotLeader // not proposed: the follower may retry elsewhere
+	}
+	if len(cmd) > s.cfg.MaxRequestBytes {
+		return 0, ErrRequestTooLarge
+	}
+	req, err := decodeCommand(cmd)
+	if err != nil {
+		return 0, err
+	}
+	if err := validateRequest(req, s.lim); err != nil {
+		return 0, err
+	}
+	if s.raft.State() != raft.Leader {
+		return 0, errNotLeader
+	}
+	return s.applyLocal(ctx, cmd)
+}

@@ -1,0 +1,267 @@
+package store
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/embedkv/store/internal/hclogslog"
+	"github.com/embedkv/store/transport"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	bolt "go.etcd.io/bbolt"
+)
+
+// Store is one node of a replicated key-value store. All methods are safe for
+// concurrent use. Open returns it; Close stops it.
+type Store struct {
+	cfg    Config
+	logger *slog.Logger
+	lim    limits
+	bootID uint64 // random per Open; tags this process's proposals
+	seq    atomic.Uint64
+
+	fsm     *fsm
+	waiters *waiters
+	raft    *raft.Raft
+	bolt    *raftboltdb.BoltStore
+	mux     *transport.Mux
+	trans   *raft.NetworkTransport
+	rpc     *transport.Client
+	reads   *readIndexer
+
+	// readyTerm is the raft term in which this node, as leader, has applied
+	// its first entry; read-index reads are served only then. 0 = not ready.
+	readyTerm atomic.Uint64
+
+	stopCh    chan struct{} // closed when Close starts
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open starts a node with cfg and returns once it serves requests. It may
+// not have a leader yet: calls wait for one (see ErrNoLeader).
+//
+// On first start in an empty Dir the node bootstraps the cluster from
+// cfg.Peers (or alone, when Peers is empty); every member must be given the
+// same list. Later starts recover from Dir and ignore Peers' bootstrap.
+func Open(cfg Config) (*Store, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{
+		cfg:     cfg,
+		logger:  cfg.Logger.With("node", cfg.NodeID),
+		lim:     cfg.limits(),
+		waiters: newWaiters(),
+		stopCh:  make(chan struct{}),
+	}
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return nil, err
+	}
+	s.bootID = binary.LittleEndian.Uint64(b[:]) | 1
+	s.fsm = newFSM(s.logger, s.bootID, s.waiters)
+	s.reads = &readIndexer{s: s}
+	if err := s.start(); err != nil {
+		s.cleanup()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) start() error {
+	cfg := &s.cfg
+	if err := prepareDir(cfg.Dir, s.logger); err != nil {
+		return err
+	}
+	var err error
+	s.mux, err = transport.Listen(transport.Config{
+		BindAddr:      cfg.BindAddr,
+		AdvertiseAddr: cfg.AdvertiseAddr,
+		Logger:        s.logger,
+		MaxFrameBytes: cfg.MaxRequestBytes + 64<<10,
+	})
+	if err != nil {
+		return fmt.Errorf("store: listen on %s: %w", cfg.BindAddr, err)
+	}
+	s.rpc = transport.NewClient(transport.ClientConfig{Logger: s.logger, MaxFrameBytes: cfg.MaxRequestBytes + 64<<10})
+	s.bolt, err = raftboltdb.New(raftboltdb.Options{
+		Path: filepath.Join(cfg.Dir, "raft.db"),
+		BoltOptions: &bolt.Options{
+			Timeout:        time.Second,
+			NoFreelistSync: true,
+			FreelistType:   bolt.FreelistMapType,
+		},
+		NoSync: cfg.UnsafeNoFsync,
+	})
+	if err != nil {
+		return fmt.Errorf("store: open raft log in %s: %w", cfg.Dir, err)
+	}
+	logs, err := raft.NewLogCache(512, s.bolt)
+	if err != nil {
+		return err
+	}
+	hlog := hclogslog.New(slog.New(raftLogs{h: s.logger.Handler(), closing: s.stopped}), "raft")
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 2, hlog)
+	if err != nil {
+		return fmt.Errorf("store: snapshot store: %w", err)
+	}
+	s.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  s.mux.RaftLayer(),
+		MaxPool: 3,
+		Timeout: 10 * time.Second,
+		Logger:  hlog,
+	})
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.NodeID)
+	rc.HeartbeatTimeout = cfg.HeartbeatTimeout
+	rc.ElectionTimeout = cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = cfg.LeaderLeaseTimeout
+	rc.CommitTimeout = cfg.CommitTimeout
+	rc.SnapshotThreshold = cfg.SnapshotThreshold
+	rc.SnapshotInterval = cfg.SnapshotInterval
+	rc.TrailingLogs = cfg.TrailingLogs
+	rc.MaxAppendEntries = cfg.MaxAppendEntries
+	rc.BatchApplyCh = true
+	rc.NoLegacyTelemetry = true
+	rc.Logger = hlog
+
+	existing, err := raft.HasExistingState(logs, s.bolt, snaps)
+	if err != nil {
+		return fmt.Errorf("store: inspect raft state: %w", err)
+	}
+	if !existing {
+		servers := []raft.Server{{Suffrage: raft.Voter, ID: rc.LocalID, Address: raft.ServerAddress(s.mux.Addr())}}
+		if len(cfg.Peers) > 0 {
+			servers = servers[:0]
+			for _, p := range cfg.Peers {
+				servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.Addr)})
+			}
+			sort.Slice(servers, func(i, j int) bool { return servers[i].ID < servers[j].ID })
+		}
+		if err := raft.BootstrapCluster(rc, logs, s.bolt, snaps, s.trans, raft.Configuration{Servers: servers}); err != nil {
+			return fmt.Errorf("store: bootstrap: %w", err)
+		}
+	}
+	s.raft, err = raft.NewRaft(rc, s.fsm, logs, s.bolt, snaps, s.trans)
+	if err != nil {
+		return fmt.Errorf("store: start raft: %w", err)
+	}
+	s.mux.ServeRPC(s.handleRPC)
+	s.goFunc(s.watchLeadership)
+	s.goFunc(s.runCompactor)
+	return nil
+}
+
+// prepareDir creates dir with mode 0700, or warns when an existing one is
+// readable by others.
+func prepareDir(dir string, logger *slog.Logger) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("store: create Dir: %w", err)
+	}
+	st, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("store: Dir: %w", err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("%w: Dir %s is not a directory", ErrConfig, dir)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		logger.Warn("embedkv: data directory is accessible by other users", "dir", dir, "mode", st.Mode().Perm())
+	}
+	return nil
+}
+
+// goFunc runs fn in a goroutine that Close waits for.
+func (s *Store) goFunc(fn func()) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		fn()
+	}()
+}
+
+// Close stops the node: a leader first hands leadership to another voter so
+// the others see a short pause instead of an election timeout; then raft
+// stops, pending calls fail with ErrStopped, every goroutine the node started
+// is waited for, and the files are closed. Data stays on disk for the next
+// Open. Close is idempotent and returns the same error every time.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.stopCh)
+		if s.raft != nil && s.raft.State() == raft.Leader && s.otherVoters() {
+			if err := s.raft.LeadershipTransfer().Error(); err != nil {
+				s.logger.Info("embedkv: leadership transfer before close failed", "err", err)
+			}
+		}
+		s.closeErr = s.cleanup()
+	})
+	return s.closeErr
+}
+
+// cleanup releases whatever start managed to open, in reverse order.
+func (s *Store) cleanup() error {
+	var errs []error
+	if s.raft != nil {
+		if err := s.raft.Shutdown().Error(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	select {
+	case <-s.stopCh:
+	default:
+		close(s.stopCh)
+	}
+	s.wg.Wait()
+	if s.rpc != nil {
+		errs = append(errs, s.rpc.Close())
+	}
+	if s.trans != nil {
+		errs = append(errs, s.trans.Close())
+	}
+	if s.mux != nil {
+		errs = append(errs, s.mux.Close())
+	}
+	if s.bolt != nil {
+		errs = append(errs, s.bolt.Close())
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Store) otherVoters() bool {
+	f := s.raft.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	for _, srv := range f.Configuration().Servers {
+		if srv.Suffrage == raft.Voter && srv.ID != raft.ServerID(s.cfg.NodeID) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Store) stopped() bool {
+	select {
+	case <-s.stopCh:
+		return true
+	default:
+		return false
+	}
+}
+
+func (s *Store) header(rev int64) ResponseHeader {
+	return ResponseHeader{Revision: rev, RaftTerm: s.raft.CurrentTerm(), MemberID: s.cfg.NodeID}
+}
