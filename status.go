@@ -5,7 +5,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/embedkv/store/mvcc"
 	"github.com/hashicorp/raft"
 )
 
@@ -21,9 +20,7 @@ func (s *Store) Status() Status {
 		CommitIndex:     s.raft.CommitIndex(),
 		Revision:        st.view.Rev(),
 		CompactRevision: st.view.CompactRev(),
-	}
-	if rr, err := st.view.Range([]byte{0}, []byte{0}, mvcc.RangeOptions{CountOnly: true}); err == nil {
-		out.Keys = int(rr.Count)
+		Keys:            st.view.Len(),
 	}
 	addr, id := s.raft.LeaderWithID()
 	out.LeaderID, out.LeaderAddr = string(id), string(addr)

@@ -5,6 +5,27 @@
 // map iteration order, so every replica that applies the same writes ends
 // in the same state.
 //
+// # Usage
+//
+// The writer (the Raft FSM) applies each command in a write transaction and
+// publishes a View once per applied batch:
+//
+//	tx := s.Write()
+//	prev := tx.Put([]byte("foo"), []byte("a"), 0) // nil: foo is new
+//	deleted := tx.DeleteRange([]byte("tmp/"), mvcc.PrefixEnd([]byte("tmp/")))
+//	evs := tx.End() // the revision's events, for the watchers
+//	v := s.View()   // hand this to readers
+//
+// Readers use the View from any goroutine, for as long as they like:
+//
+//	r, err := v.Range([]byte("foo/"), mvcc.PrefixEnd([]byte("foo/")), mvcc.RangeOptions{Limit: 10})
+//	err = v.Events(watchRev, key, end, func(rev int64, evs []*mvcc.Event) bool {
+//		return send(rev, evs) // false stops the catch-up
+//	})
+//
+// Snapshots go through View.Dump and Load; compaction through
+// Store.Compact.
+//
 // # Revisions
 //
 // The store has a global revision, 1 when empty. Every write transaction

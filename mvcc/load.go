@@ -183,6 +183,8 @@ func (l *loader) load() (*Store, error) {
 			for d.err == nil && len(d.b) > 0 {
 				l.batch(d)
 			}
+		case tagHeader:
+			return nil, corrupt("second header record")
 		case tagTrailer:
 			if err := l.trailer(d); err != nil {
 				return nil, err

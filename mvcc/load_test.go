@@ -115,6 +115,7 @@ func TestLoadCrafted(t *testing.T) {
 		{"revision zero", seal([][]byte{hdr(0, 0)}, 0, 0, 0), "revision 0"},
 		{"revision out of range", seal([][]byte{rec(tagHeader, u(1), u(1<<63), u(0))}, 0, 0, 0), "out of range"},
 		{"compaction above revision", seal([][]byte{hdr(3, 4)}, 0, 0, 0), "above revision"},
+		{"second header", seal([][]byte{hdr(1, 0), hdr(1, 0)}, 0, 0, 0), "second header"},
 		{"unknown tag", seal([][]byte{hdr(1, 0), rec('Z')}, 0, 0, 0), "unknown record tag"},
 		{"batch above stated revision", seal([][]byte{hdr(2, 0), valid[1]}, 0, 2, 2), "above the stated revision"},
 		{"revision regression", seal([][]byte{hdr(3, 0), rec(tagEvents, cat(batch(2, put("a", "1")), batch(2, put("a", "1")))...)}, 0, 2, 2), "want 3"},
@@ -199,10 +200,11 @@ func TestLoadNextErrors(t *testing.T) {
 	}
 }
 
-// dumpOf returns the records of one of the edge stores plus some history.
+// corruptionBase returns the records of a small store with some history and
+// a batch at its compaction revision.
 func corruptionBase(t testing.TB) [][]byte {
 	s := edgeStores(t)["batch at compaction"]
-	g := gen{rand.New(rand.NewSource(5)), 6}
+	g := gen{rand.New(rand.NewSource(5)), 6, 0}
 	for range 20 {
 		randomOp(g, s)
 	}
@@ -210,16 +212,44 @@ func corruptionBase(t testing.TB) [][]byte {
 }
 
 func TestLoadTruncatedAndFlipped(t *testing.T) {
-	recs := corruptionBase(t)
-	if _, err := loadRecords(recs); err != nil {
-		t.Fatalf("intact dump: %v", err)
-	}
 	mustCorrupt := func(t *testing.T, what string, recs [][]byte) {
 		t.Helper()
 		if _, err := loadRecords(recs); !errors.Is(err, ErrCorrupt) {
 			t.Fatalf("%s: got %v, want ErrCorrupt", what, err)
 		}
 	}
+	bases := map[string][][]byte{
+		"history":          corruptionBase(t),
+		"multi-record":     dumpRecords(t, edgeStores(t)["compacted at rev"].View()),
+		"compacted at one": dumpRecords(t, edgeStores(t)["compacted at 1"].View()),
+	}
+	for name, recs := range bases {
+		t.Run(name, func(t *testing.T) {
+			if _, err := loadRecords(recs); err != nil {
+				t.Fatalf("intact dump: %v", err)
+			}
+			testCorruptions(t, recs, mustCorrupt)
+		})
+	}
+	t.Run("garbage", func(t *testing.T) {
+		rng := rand.New(rand.NewSource(9))
+		for range 200 {
+			var c [][]byte
+			for range 1 + rng.Intn(4) {
+				r := make([]byte, rng.Intn(64))
+				rng.Read(r)
+				c = append(c, r)
+			}
+			if rng.Intn(2) == 0 {
+				c[0] = hdr(rng.Int63n(10), rng.Int63n(10))
+			}
+			mustCorrupt(t, "garbage", reseal(c))
+		}
+	})
+}
+
+// testCorruptions drops, truncates and flips parts of recs.
+func testCorruptions(t *testing.T, recs [][]byte, mustCorrupt func(*testing.T, string, [][]byte)) {
 	t.Run("records dropped", func(t *testing.T) {
 		for n := range recs {
 			mustCorrupt(t, "first records only", recs[:n])
@@ -245,21 +275,6 @@ func TestLoadTruncatedAndFlipped(t *testing.T) {
 					mustCorrupt(t, "flipped byte", c)
 				}
 			}
-		}
-	})
-	t.Run("garbage", func(t *testing.T) {
-		rng := rand.New(rand.NewSource(9))
-		for range 200 {
-			var c [][]byte
-			for range 1 + rng.Intn(4) {
-				r := make([]byte, rng.Intn(64))
-				rng.Read(r)
-				c = append(c, r)
-			}
-			if rng.Intn(2) == 0 {
-				c[0] = hdr(rng.Int63n(10), rng.Int63n(10))
-			}
-			mustCorrupt(t, "garbage", reseal(c))
 		}
 	})
 }

@@ -227,6 +227,7 @@ func (m *model) retained() int {
 type gen struct {
 	*rand.Rand
 	nkeys int
+	big   int // randomOp writes a ~40 KB value once in big puts; 0: never
 }
 
 func (g gen) key() []byte { return fmt.Appendf(nil, "%c%d", 'a'+g.Intn(3), g.Intn(g.nkeys/3)) }
@@ -278,7 +279,7 @@ func (g gen) opts(rev, compactRev int64) RangeOptions {
 
 func TestModelRandomized(t *testing.T) {
 	const ops = 5000
-	g := gen{rand.New(rand.NewSource(7)), 30}
+	g := gen{rand.New(rand.NewSource(7)), 30, 0}
 	s, m := New(), newModel()
 	type heldView struct {
 		v          *View

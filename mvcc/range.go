@@ -28,7 +28,11 @@ type SortOrder uint8
 
 const (
 	// SortNone keeps key order, except that with a SortTarget other than
-	// SortByKey it means SortAscend (like etcd).
+	// SortByKey it means SortAscend (like etcd). Also like etcd, only an
+	// explicit order makes Range fetch the whole range before sorting: with
+	// SortNone, a non-key target and a Limit, the first Limit+1 keys in key
+	// order are sorted and then truncated to Limit. Use SortAscend to sort
+	// the whole range.
 	SortNone SortOrder = iota
 	// SortAscend sorts in ascending order of the target.
 	SortAscend

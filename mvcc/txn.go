@@ -143,3 +143,24 @@ func (t *WriteTxn) End() []*Event {
 	s.changed()
 	return t.evs
 }
+
+// setKV points kv.Key and kv.Value at private copies of key and value,
+// made in a single allocation. If sharedKey is non-nil it is used as the Key
+// instead of copying key (keys are immutable, so versions of one key share
+// it). An empty value is stored as nil.
+func setKV(kv *KeyValue, sharedKey, key, value []byte) {
+	if sharedKey != nil {
+		kv.Key = sharedKey
+		if len(value) > 0 {
+			kv.Value = append([]byte(nil), value...)
+		}
+		return
+	}
+	buf := make([]byte, len(key)+len(value))
+	copy(buf, key)
+	copy(buf[len(key):], value)
+	kv.Key = buf[:len(key):len(key)]
+	if len(value) > 0 {
+		kv.Value = buf[len(key):]
+	}
+}

@@ -23,6 +23,9 @@ func (v *View) Rev() int64 { return v.r.rev }
 // taken. Reads below it fail with ErrCompacted.
 func (v *View) CompactRev() int64 { return v.r.compactRev }
 
+// Len returns the number of live keys at the view's revision.
+func (v *View) Len() int { return v.r.latest.Len() }
+
 // Range returns the keys in the range at revision o.Rev (0: the view's
 // revision), with etcd's semantics:
 //
