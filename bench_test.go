@@ -120,3 +120,72 @@ func BenchmarkClusterGet(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkClusterWatchLatency measures put-to-event latency: a Put through
+// the leader until a watcher on the leader (or on a follower) has the event.
+func BenchmarkClusterWatchLatency(b *testing.B) {
+	for _, where := range []string{"leader", "follower"} {
+		b.Run("watcher="+where, func(b *testing.B) {
+			c := benchCluster(b)
+			l := c.waitLeader()
+			w := l
+			if where == "follower" {
+				w = c.follower()
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			ch := c.nodes[w].Watch(ctx, "lat")
+			lat := make([]time.Duration, 0, b.N)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				t0 := time.Now()
+				if _, err := c.nodes[l].Put(ctx, "lat", benchValue); err != nil {
+					b.Fatal(err)
+				}
+				wr := <-ch
+				if len(wr.Events) != 1 {
+					b.Fatalf("got %d events", len(wr.Events))
+				}
+				lat = append(lat, time.Since(t0))
+			}
+			b.StopTimer()
+			sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+			b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+		})
+	}
+}
+
+// BenchmarkClusterWatchFanout measures, on a 3-node cluster, the time from a
+// Put returning on the leader until every one of N watchers of the key on
+// one follower has received the event.
+func BenchmarkClusterWatchFanout(b *testing.B) {
+	for _, n := range []int{1000, 100000} {
+		b.Run(fmt.Sprintf("watchers=%d", n), func(b *testing.B) {
+			c := benchCluster(b)
+			l, f := c.waitLeader(), c.follower()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			chans := make([]WatchChan, n)
+			for i := range chans {
+				chans[i] = c.nodes[f].Watch(ctx, "fan")
+			}
+			var total time.Duration
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				t0 := time.Now()
+				if _, err := c.nodes[l].Put(ctx, "fan", "v"); err != nil {
+					b.Fatal(err)
+				}
+				for _, ch := range chans {
+					if wr := <-ch; len(wr.Events) != 1 {
+						b.Fatalf("got %d events", len(wr.Events))
+					}
+				}
+				total += time.Since(t0)
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(total.Microseconds())/1000/float64(b.N), "ms-until-all")
+		})
+	}
+}

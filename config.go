@@ -70,6 +70,10 @@ type Config struct {
 	// waits for a leader before failing with ErrNoLeader (default 5 s).
 	LeaderWaitTimeout time.Duration
 
+	// WatchProgressNotifyInterval is how often an idle watch opened with
+	// WithProgressNotify receives a progress notification (default 10 min).
+	WatchProgressNotifyInterval time.Duration
+
 	// UnsafeNoFsync turns off fsync of the raft log. A crash can then lose
 	// acknowledged writes. For tests and benchmarks of CPU paths only.
 	UnsafeNoFsync bool
@@ -154,6 +158,7 @@ func (c Config) withDefaults() (Config, error) {
 		{&c.SnapshotInterval, 30 * time.Second},
 		{&c.CompactionCheckInterval, time.Second},
 		{&c.LeaderWaitTimeout, 5 * time.Second},
+		{&c.WatchProgressNotifyInterval, 10 * time.Minute},
 	}
 	for _, x := range durations {
 		if *x.d < 0 {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -32,6 +33,10 @@ type fsm struct {
 	app applier
 
 	state atomic.Pointer[appliedState]
+
+	// onPublish, if set before raft starts, receives every new view (the
+	// watch hub). It must not block.
+	onPublish func(*mvcc.View)
 
 	// mu guards changed, which is closed and replaced on every publish so
 	// that waitApplied can sleep until the next one. Lock order: mu is a leaf.
@@ -67,6 +72,9 @@ func (f *fsm) publish(index uint64, forceView bool) {
 	close(f.changed)
 	f.changed = make(chan struct{})
 	f.mu.Unlock()
+	if view != old.view && f.onPublish != nil {
+		f.onPublish(view)
+	}
 }
 
 // waitApplied returns once the published state includes raft index idx.
@@ -150,5 +158,9 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	}
 	f.app.kv = kv
 	f.publish(index, true)
+	// Entries covered by the snapshot never pass through ApplyBatch here,
+	// so their proposers would never get a result.
+	f.waiters.failAll(&result{rev: kv.Rev(), err: fmt.Errorf(
+		"%w: this node installed a snapshot that may cover the write; its result is not available", ErrUnknownOutcome)})
 	return nil
 }

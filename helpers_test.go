@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -54,9 +55,9 @@ type testCluster struct {
 // fastTimers makes elections quick enough for tests while staying stable
 // under -race on two cores.
 func fastTimers(c *Config) {
-	c.HeartbeatTimeout = 300 * time.Millisecond
-	c.ElectionTimeout = 300 * time.Millisecond
-	c.LeaderLeaseTimeout = 150 * time.Millisecond
+	c.HeartbeatTimeout = 400 * time.Millisecond
+	c.ElectionTimeout = 400 * time.Millisecond
+	c.LeaderLeaseTimeout = 200 * time.Millisecond
 }
 
 // newCluster starts n nodes (n = 1 gives a single node without Peers) and
@@ -196,13 +197,22 @@ func ctxT(t testing.TB) context.Context {
 	return ctx
 }
 
+// mustPut writes k=v. On a multi-node cluster an election caused by a load
+// spike can make a write's outcome unknown; the put is idempotent, so it is
+// retried then (the revision returned is the retry's).
 func mustPut(t testing.TB, s *Store, k, v string, opts ...OpOption) *PutResponse {
 	t.Helper()
-	r, err := s.Put(ctxT(t), k, v, opts...)
-	if err != nil {
+	for attempt := 0; ; attempt++ {
+		r, err := s.Put(ctxT(t), k, v, opts...)
+		if err == nil {
+			return r
+		}
+		if attempt < 3 && (errors.Is(err, ErrUnknownOutcome) || errors.Is(err, ErrNoLeader)) {
+			t.Logf("Put(%q) attempt %d: %v; retrying", k, attempt, err)
+			continue
+		}
 		t.Fatalf("Put(%q): %v", k, err)
 	}
-	return r
 }
 
 func mustGet(t testing.TB, s *Store, k string, opts ...OpOption) *GetResponse {

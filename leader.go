@@ -25,14 +25,32 @@ func (s *Store) watchLeadership() {
 			if !isLeader {
 				continue
 			}
-			term := s.raft.CurrentTerm()
-			if err := s.raft.Apply(noop, 0).Error(); err != nil {
-				s.logger.Info("embedkv: no-op of new term failed", "term", term, "err", err)
-				continue
-			}
+			s.becomeReady(noop)
+		}
+	}
+}
+
+// becomeReady proposes the no-op of a new term until it is applied (then
+// the term is ready for reads) or this node is no longer leader of that term.
+func (s *Store) becomeReady(noop []byte) {
+	term := s.raft.CurrentTerm()
+	backoff := 10 * time.Millisecond
+	for s.raft.State() == raft.Leader && s.raft.CurrentTerm() == term {
+		err := s.raft.Apply(noop, 0).Error()
+		if err == nil {
 			if s.raft.State() == raft.Leader && s.raft.CurrentTerm() == term {
 				s.readyTerm.Store(term)
 			}
+			return
+		}
+		s.logger.Info("embedkv: no-op of new term failed", "term", term, "err", err)
+		select {
+		case <-s.stopCh:
+			return
+		case <-time.After(backoff):
+		}
+		if backoff < time.Second {
+			backoff *= 2
 		}
 	}
 }

@@ -133,9 +133,7 @@ func (op *Op) keyRange() (key, end []byte, err error) {
 		if len(op.end) == 0 {
 			return key, nil, nil // etcd: an empty range end means the key alone
 		}
-		if !(len(op.end) == 1 && op.end[0] == 0) && string(op.end) <= string(key) {
-			return nil, nil, fmt.Errorf("%w: range end %q is not after key %q", ErrInvalidArgument, op.end, key)
-		}
+		// An end at or before key is an empty range, as in etcd.
 		return key, op.end, nil
 	}
 	if len(key) == 0 {

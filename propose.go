@@ -52,18 +52,28 @@ func (s *Store) propose(ctx context.Context, req *request) (*result, error) {
 		return nil, err
 	}
 	// Committed. The result arrives when this node's FSM applies the entry
-	// (on the leader it already has).
+	// (on the leader it already has, so look before anything else).
 	select {
 	case r := <-ch:
-		if r.err != nil {
-			return nil, r.err
-		}
-		return r, nil
-	case <-ctx.Done():
-		return nil, fmt.Errorf("store: write committed but not yet applied on this node when the context ended: %w", ctx.Err())
-	case <-s.stopCh:
-		return nil, fmt.Errorf("%w: write committed but not applied here before close", ErrStopped)
+		return r.asReturn()
+	default:
 	}
+	select {
+	case r := <-ch:
+		return r.asReturn()
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: the write committed but this node had not applied it when the context ended: %w",
+			ErrUnknownOutcome, ctx.Err())
+	case <-s.stopCh:
+		return nil, fmt.Errorf("%w: %w: the write committed but this node closed before applying it", ErrStopped, ErrUnknownOutcome)
+	}
+}
+
+func (r *result) asReturn() (*result, error) {
+	if r.err != nil {
+		return nil, r.err
+	}
+	return r, nil
 }
 
 // submit gets cmd committed: applied through raft on the leader, or
@@ -137,9 +147,22 @@ func (s *Store) leaderAddr() (string, error) {
 // for the entry to be committed and applied here. It returns the entry's
 // index.
 func (s *Store) applyLocal(ctx context.Context, cmd []byte) (uint64, error) {
-	f := s.raft.Apply(cmd, 0)
+	if s.stopped() {
+		return 0, ErrStopped
+	}
+	// The timeout bounds only the enqueueing; ErrEnqueueTimeout is safe to
+	// retry (nothing was proposed).
+	var timeout time.Duration
+	if dl, ok := ctx.Deadline(); ok {
+		if timeout = time.Until(dl); timeout <= 0 {
+			return 0, ctx.Err()
+		}
+	}
+	f := s.raft.Apply(cmd, timeout)
 	done := make(chan error, 1)
-	s.goFunc(func() { done <- f.Error() })
+	if !s.goFunc(func() { done <- f.Error() }) {
+		done <- f.Error() // closing: raft is shutting down and answers at once
+	}
 	select {
 	case err := <-done:
 		if err != nil {
@@ -179,6 +202,8 @@ func (s *Store) forward(ctx context.Context, addr string, method uint8, body []b
 				return 0, &retryError{rerr}
 			}
 			return 0, rerr
+		case errors.Is(err, transport.ErrUnknown) && method == methodForward:
+			return 0, fmt.Errorf("%w: forwarding to the leader at %s: %w", ErrUnknownOutcome, addr, err)
 		case errors.Is(err, transport.ErrClosed):
 			return 0, ErrStopped
 		case errors.Is(err, transport.ErrNotSent):

@@ -48,8 +48,11 @@ func (ri *readIndexer) readIndex(ctx context.Context) (uint64, error) {
 	ri.mu.Lock()
 	ri.pending = append(ri.pending, ch)
 	if !ri.running {
+		if !ri.s.goFunc(ri.loop) {
+			ri.mu.Unlock()
+			return 0, ErrStopped
+		}
 		ri.running = true
-		ri.s.goFunc(ri.loop)
 	}
 	ri.mu.Unlock()
 	var r readIndexResult
@@ -109,8 +112,17 @@ func (ri *readIndexer) round() readIndexResult {
 
 // linearizable blocks until this node's published state includes every
 // write acknowledged (by any node) before the call.
+//
+// With a ctx that has no deadline the whole wait is bounded by
+// Config.LeaderWaitTimeout (ErrNoLeader): a follower cut off from
+// replication must not block a read forever.
 func (s *Store) linearizable(ctx context.Context) error {
-	return s.retryUntilLeader(ctx, func() error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.cfg.LeaderWaitTimeout)
+		defer cancel()
+	}
+	err := s.retryUntilLeader(ctx, func() error {
 		var idx uint64
 		var err error
 		if s.raft.State() == raft.Leader {
@@ -126,4 +138,8 @@ func (s *Store) linearizable(ctx context.Context) error {
 		}
 		return s.fsm.waitApplied(ctx, idx, s.stopCh)
 	})
+	if errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, ErrNoLeader) {
+		err = fmt.Errorf("%w: %w", ErrNoLeader, err)
+	}
+	return err
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/embedkv/store/internal/hclogslog"
 	"github.com/embedkv/store/transport"
+	"github.com/embedkv/store/watch"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	bolt "go.etcd.io/bbolt"
@@ -37,12 +38,18 @@ type Store struct {
 	trans   *raft.NetworkTransport
 	rpc     *transport.Client
 	reads   *readIndexer
+	hub     *watch.Hub[WatchResponse]
 
 	// readyTerm is the raft term in which this node, as leader, has applied
 	// its first entry; read-index reads are served only then. 0 = not ready.
 	readyTerm atomic.Uint64
 
-	stopCh    chan struct{} // closed when Close starts
+	stopCh chan struct{} // closed when Close starts
+
+	// goMu guards goClosed and the Add side of wg, so that no goroutine
+	// starts after Close began waiting. Lock order: leaf.
+	goMu      sync.Mutex
+	goClosed  bool
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
@@ -73,6 +80,12 @@ func Open(cfg Config) (*Store, error) {
 	s.bootID = binary.LittleEndian.Uint64(b[:]) | 1
 	s.fsm = newFSM(s.logger, s.bootID, s.waiters)
 	s.reads = &readIndexer{s: s}
+	s.hub = watch.New(watch.Config[WatchResponse]{
+		Convert:          s.convertBatch,
+		ProgressInterval: cfg.WatchProgressNotifyInterval,
+		Logger:           s.logger,
+	}, s.fsm.current().view)
+	s.fsm.onPublish = s.hub.Publish
 	if err := s.start(); err != nil {
 		s.cleanup()
 		return nil, err
@@ -184,13 +197,20 @@ func prepareDir(dir string, logger *slog.Logger) error {
 	return nil
 }
 
-// goFunc runs fn in a goroutine that Close waits for.
-func (s *Store) goFunc(fn func()) {
+// goFunc runs fn in a goroutine that Close waits for. Once Close has begun
+// waiting it starts nothing and returns false.
+func (s *Store) goFunc(fn func()) bool {
+	s.goMu.Lock()
+	defer s.goMu.Unlock()
+	if s.goClosed {
+		return false
+	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		fn()
 	}()
+	return true
 }
 
 // Close stops the node: a leader first hands leadership to another voter so
@@ -224,7 +244,13 @@ func (s *Store) cleanup() error {
 	default:
 		close(s.stopCh)
 	}
+	s.goMu.Lock()
+	s.goClosed = true
+	s.goMu.Unlock()
 	s.wg.Wait()
+	if s.hub != nil {
+		s.hub.Close() // after raft: no more publishes
+	}
 	if s.rpc != nil {
 		errs = append(errs, s.rpc.Close())
 	}

@@ -96,6 +96,7 @@ func TestGetOptions(t *testing.T) {
 		{"max create rev", "", []OpOption{WithPrefix(), WithMaxCreateRev(3)}, "a,b/1,", 5, false},
 		{"serializable", "a", []OpOption{WithSerializable()}, "a,", 1, false},
 		{"past revision", "", []OpOption{WithPrefix(), WithRev(3)}, "a,b/1,", 2, false},
+		{"range end before key is empty", "c", []OpOption{WithRange("a")}, "", 0, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

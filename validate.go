@@ -192,9 +192,6 @@ func validateRange(key, end []byte) error {
 	if len(key) == 0 {
 		return ErrEmptyKey
 	}
-	if len(end) > 0 && !(len(end) == 1 && end[0] == 0) && string(end) <= string(key) {
-		return fmt.Errorf("%w: range end is not after key", ErrInvalidArgument)
-	}
 	return nil
 }
 

@@ -48,3 +48,14 @@ func (w *waiters) cancel(seq uint64) {
 	delete(w.m, seq)
 	w.mu.Unlock()
 }
+
+// failAll hands r to every waiter and forgets them all.
+func (w *waiters) failAll(r *result) {
+	w.mu.Lock()
+	m := w.m
+	w.m = make(map[uint64]chan *result)
+	w.mu.Unlock()
+	for _, ch := range m {
+		ch <- r
+	}
+}

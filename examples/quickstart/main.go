@@ -10,30 +10,19 @@ import (
 	"context"
 	"fmt"
 	"log"
-	"net"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/embedkv/store"
+	"github.com/embedkv/store/examples/internal/demo"
 )
 
 func main() {
-	dir, err := os.MkdirTemp("", "embedkv-quickstart-")
+	cluster, err := demo.Start(3)
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer os.RemoveAll(dir)
-
-	nodes, err := startCluster(dir, 3)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer func() {
-		for _, n := range nodes {
-			n.Close()
-		}
-	}()
+	defer cluster.Close()
+	nodes := cluster.Nodes
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -82,54 +71,4 @@ func kv(ctx context.Context, writer, reader *store.Store) error {
 	}
 	fmt.Println(string(resp.Kvs[0].Value))
 	return nil
-}
-
-// startCluster opens n nodes on free loopback ports, each with its own data
-// directory under dir, and waits until they agree on a leader.
-func startCluster(dir string, n int) ([]*store.Store, error) {
-	var peers []store.Peer
-	for i := 1; i <= n; i++ {
-		addr, err := freeAddr()
-		if err != nil {
-			return nil, err
-		}
-		peers = append(peers, store.Peer{ID: fmt.Sprintf("node%d", i), Addr: addr})
-	}
-	var nodes []*store.Store
-	for _, p := range peers {
-		s, err := store.Open(store.Config{
-			NodeID:   p.ID,
-			Dir:      filepath.Join(dir, p.ID),
-			BindAddr: p.Addr,
-			Peers:    peers,
-		})
-		if err != nil {
-			for _, s := range nodes {
-				s.Close()
-			}
-			return nil, err
-		}
-		nodes = append(nodes, s)
-	}
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		if st := nodes[0].Status(); st.LeaderID != "" {
-			fmt.Printf("cluster of %d nodes up, leader %s (term %d)\n", n, st.LeaderID, st.Term)
-			return nodes, nil
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	for _, s := range nodes {
-		s.Close()
-	}
-	return nil, fmt.Errorf("no leader elected within 15s")
-}
-
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }
