@@ -74,8 +74,7 @@ func (h *Hub[T]) dispatch(v *mvcc.View) {
 	}
 	h.view, h.lastRev = v, v.Rev()
 	h.fanOut(revs, from)
-	clear(revs)
-	h.revs = revs[:0]
+	h.revs = reuse(revs)
 }
 
 // unsyncBelow moves to the unsynced list every synced watcher whose next
@@ -93,8 +92,7 @@ func (h *Hub[T]) unsyncBelow(cr, from int64) {
 	for _, w := range moved {
 		h.toUnsynced(w)
 	}
-	clear(moved)
-	h.moved = moved[:0]
+	h.moved = reuse(moved)
 }
 
 // fanOut delivers the events of revs (the revisions from `from` to
@@ -128,15 +126,13 @@ func (h *Hub[T]) fanOut(revs []revEvents, from int64) {
 		}
 		for _, g := range touched {
 			h.deliver(g, g.revs, from)
-			clear(g.revs)
-			if cap(g.revs) > 64 {
-				g.revs = nil
+			if cap(g.revs) > 8 {
+				g.revs = nil // kept per group: keep it small
 			} else {
-				g.revs = g.revs[:0]
+				g.revs = reuse(g.revs)
 			}
 		}
-		clear(touched)
-		h.touched = touched[:0]
+		h.touched = reuse(touched)
 	}
 	for _, g := range h.ranges {
 		if len(g.ws) == 0 {
@@ -151,8 +147,7 @@ func (h *Hub[T]) fanOut(revs []revEvents, from int64) {
 		if len(sel) > 0 {
 			h.deliver(g, sel, from)
 		}
-		clear(sel)
-		h.sel = sel[:0]
+		h.sel = reuse(sel)
 	}
 }
 
@@ -195,10 +190,8 @@ func (h *Hub[T]) deliver(g *group[T], revs []revEvents, from int64) {
 	for _, w := range moved {
 		h.toUnsynced(w)
 	}
-	clear(moved)
-	h.moved = moved[:0]
-	clear(cache)
-	h.cache = cache[:0]
+	h.moved = reuse(moved)
+	h.cache = reuse(cache)
 }
 
 // build converts the events of revs at or after start that survive the
@@ -238,4 +231,19 @@ func (h *Hub[T]) build(revs []revEvents, flags uint8, start int64) []part[T] {
 		flush()
 	}
 	return parts
+}
+
+// maxScratch is the capacity above which a scratch slice is dropped
+// rather than kept for the next round, so that a burst (a large dispatch,
+// a mass registration) does not pin memory for the hub's lifetime.
+const maxScratch = 1024
+
+// reuse returns s emptied for reuse, cleared so that it pins nothing, or
+// nil if it has grown beyond maxScratch.
+func reuse[S ~[]E, E any](s S) S {
+	if cap(s) > maxScratch {
+		return nil
+	}
+	clear(s)
+	return s[:0]
 }

@@ -228,12 +228,15 @@ func events(batches []Batch) []string {
 }
 
 // checkBatches fails unless every batch's events are in revision order,
-// no revision is split between batches, and revisions strictly increase
-// from batch to batch.
+// no revision is split between batches, revisions strictly increase from
+// batch to batch, and each header revision covers its events.
 func checkBatches(t testing.TB, batches []Batch) {
 	t.Helper()
 	var last int64
 	for i, b := range batches {
+		if n := len(b.Events); n > 0 && b.Rev < b.Events[n-1].Kv.ModRevision {
+			t.Fatalf("batch %d: header revision %d below its events' %d", i, b.Rev, b.Events[n-1].Kv.ModRevision)
+		}
 		for _, ev := range b.Events {
 			rev := ev.Kv.ModRevision
 			if rev < last {

@@ -234,8 +234,7 @@ func (h *Hub[T]) run(progress <-chan time.Time, ticker *time.Ticker) {
 				h.catchUp(w)
 			}
 		}
-		clear(fresh)
-		h.fresh = fresh[:0]
+		h.fresh = reuse(fresh)
 		if progressTick {
 			h.progress()
 		}
@@ -264,8 +263,7 @@ func (h *Hub[T]) drain() []*watcher[T] {
 			fresh = append(fresh, w)
 		}
 	}
-	clear(batch)
-	h.batch = batch[:0]
+	h.batch = reuse(batch)
 	return fresh
 }
 

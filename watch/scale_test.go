@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"testing"
@@ -89,7 +91,14 @@ func randomTxn(r *rand.Rand, tx *mvcc.WriteTxn, i int) {
 
 func TestRandomized(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
+	if s := os.Getenv("WATCH_SEED"); s != "" { // to reproduce a failure
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			t.Fatalf("WATCH_SEED: %v", err)
+		}
+		seed = n
+	}
+	t.Logf("seed %d (set WATCH_SEED to repeat)", seed)
 	r := rand.New(rand.NewPCG(seed, 42))
 	const (
 		txns     = 3000
@@ -172,4 +181,127 @@ func TestRandomized(t *testing.T) {
 			}
 		})
 	}
+}
+
+// benchPut writes key=v in its own revision and publishes it.
+func benchPut[T any](s *mvcc.Store, h *Hub[T], key []byte) {
+	tx := s.Write()
+	tx.Put(key, []byte("v"), 0)
+	tx.End()
+	h.Publish(s.View())
+}
+
+// BenchmarkLatency measures the time from Publish to the receipt of the
+// event by one synced watcher.
+func BenchmarkLatency(b *testing.B) {
+	b.ReportAllocs()
+	s := mvcc.New()
+	h := New(Config[Batch]{Convert: convert}, s.View())
+	defer h.Close()
+	ch := h.Watch(context.Background(), Options{Key: []byte("k")})
+	for h.Stats().Synced != 1 {
+		runtime.Gosched()
+	}
+	var total time.Duration
+	for b.Loop() {
+		tx := s.Write()
+		tx.Put([]byte("k"), []byte("v"), 0)
+		tx.End()
+		v := s.View()
+		start := time.Now()
+		h.Publish(v)
+		<-ch
+		total += time.Since(start)
+	}
+	b.ReportMetric(float64(total.Nanoseconds())/float64(b.N)/1e3, "µs/publish-to-recv")
+}
+
+// BenchmarkFanOut measures the time from Publish until every one of n
+// watchers of one key has received the event (one goroutine reads all
+// the channels in turn).
+func BenchmarkFanOut(b *testing.B) {
+	for _, n := range []int{1_000, 100_000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			b.ReportAllocs()
+			s := mvcc.New()
+			h := New(Config[*Batch]{Convert: func(b Batch) *Batch { return &b }, BufferSize: 1}, s.View())
+			defer h.Close()
+			key := []byte("hot")
+			chs := make([]<-chan *Batch, n)
+			for i := range chs {
+				chs[i] = h.Watch(context.Background(), Options{Key: key})
+			}
+			for h.Stats().Synced != n {
+				time.Sleep(time.Millisecond)
+			}
+			var total time.Duration
+			for b.Loop() {
+				start := time.Now()
+				benchPut(s, h, key)
+				for _, ch := range chs {
+					<-ch
+				}
+				total += time.Since(start)
+			}
+			b.ReportMetric(float64(total.Nanoseconds())/float64(b.N)/1e6, "ms/fanout")
+		})
+	}
+}
+
+// BenchmarkIdleWatcherMemory measures the heap per idle watcher, all
+// watching one key, for a few element types, buffer sizes and contexts.
+func BenchmarkIdleWatcherMemory(b *testing.B) {
+	const n = 100_000
+	tests := []struct {
+		name   string
+		buf    int
+		cancel bool
+		ptr    bool // T = *Batch instead of Batch
+	}{
+		{"T=Batch/buf=16", 16, false, false},
+		{"T=*Batch/buf=16", 16, false, true},
+		{"T=*Batch/buf=16/cancelable-ctx", 16, true, true},
+		{"T=*Batch/buf=1", 1, false, true},
+	}
+	for _, tt := range tests {
+		b.Run(tt.name, func(b *testing.B) {
+			var perWatcher float64
+			for b.Loop() {
+				if tt.ptr {
+					perWatcher = idleMemory(b, n, tt.buf, tt.cancel, func(b Batch) *Batch { return &b })
+				} else {
+					perWatcher = idleMemory(b, n, tt.buf, tt.cancel, convert)
+				}
+			}
+			b.ReportMetric(perWatcher, "B/watcher")
+		})
+	}
+}
+
+// idleMemory registers n watchers on one hub and returns the heap growth
+// per watcher.
+func idleMemory[T any](b *testing.B, n, buf int, cancelable bool, conv func(Batch) T) float64 {
+	s := mvcc.New()
+	h := New(Config[T]{Convert: conv, BufferSize: buf}, s.View())
+	defer h.Close()
+	ctx := context.Background()
+	if cancelable {
+		c, cancel := context.WithCancel(ctx)
+		defer cancel()
+		ctx = c
+	}
+	chs := make([]<-chan T, n)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := range chs {
+		chs[i] = h.Watch(ctx, Options{Key: []byte("hot")})
+	}
+	for h.Stats().Synced != n {
+		time.Sleep(time.Millisecond)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	runtime.KeepAlive(chs)
+	return float64(after.HeapAlloc-before.HeapAlloc) / float64(n)
 }
