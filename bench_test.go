@@ -12,7 +12,8 @@ import (
 
 // Cluster benchmarks: 3 nodes in this process over loopback TCP, raft logs in
 // bolt files with fsync on, 256-byte values. Clients are spread round-robin
-// over the nodes (two thirds of the writes are forwarded by followers).
+// over the nodes starting with the leader (with several clients, two thirds
+// of the writes are forwarded by followers).
 //
 //	go test -run '^$' -bench Cluster -benchtime 5s .
 //
@@ -32,6 +33,11 @@ func benchCluster(b *testing.B) *testCluster {
 // runClients runs b.N operations spread over clients goroutines, each bound
 // to a node round-robin, and reports throughput and latency percentiles.
 func runClients(b *testing.B, c *testCluster, clients int, op func(s *Store, i int) error) {
+	runClientsFrom(b, c, c.waitLeader(), clients, op)
+}
+
+// runClientsFrom is runClients with client g bound to node (first+g) mod n.
+func runClientsFrom(b *testing.B, c *testCluster, first, clients int, op func(s *Store, i int) error) {
 	var next atomic.Int64
 	lat := make([][]time.Duration, clients)
 	var wg sync.WaitGroup
@@ -42,7 +48,7 @@ func runClients(b *testing.B, c *testCluster, clients int, op func(s *Store, i i
 		wg.Add(1)
 		go func(g int) {
 			defer wg.Done()
-			s := c.nodes[g%len(c.nodes)]
+			s := c.nodes[(first+g)%len(c.nodes)]
 			for {
 				i := next.Add(1) - 1
 				if i >= int64(b.N) {
@@ -76,11 +82,20 @@ func runClients(b *testing.B, c *testCluster, clients int, op func(s *Store, i i
 }
 
 func BenchmarkClusterPut(b *testing.B) {
-	for _, clients := range []int{1, 256} {
-		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
+	cases := []struct {
+		name    string
+		clients int
+		node    func(c *testCluster) int // the first client's node
+	}{
+		{"clients=1/via-leader", 1, (*testCluster).waitLeader},
+		{"clients=1/via-follower", 1, (*testCluster).follower},
+		{"clients=256", 256, (*testCluster).waitLeader},
+	}
+	for _, tc := range cases {
+		b.Run(tc.name, func(b *testing.B) {
 			c := benchCluster(b)
 			ctx := context.Background()
-			runClients(b, c, clients, func(s *Store, i int) error {
+			runClientsFrom(b, c, tc.node(c), tc.clients, func(s *Store, i int) error {
 				_, err := s.Put(ctx, fmt.Sprintf("key-%06d", i%100000), benchValue)
 				return err
 			})

@@ -51,9 +51,17 @@
 // ErrUnknownOutcome: it may or may not have been applied, and the store never
 // retries it on its own.
 //
+// # Watch
+//
+// Watch streams the changes of a key, prefix or range from any node. Events
+// are ordered by revision, never duplicated or skipped, and all events of one
+// revision arrive in one response; WithRev resumes from any revision still in
+// history. A slow consumer never slows writes: it is caught up from history
+// later, or cancelled with ErrCompacted if that history is gone.
+//
 // # Caveats
 //
-// Leases, watches, membership changes, mutual TLS and backups are described
+// Leases, membership changes, mutual TLS and backups are described
 // in the API contract but arrive in later versions; until leases exist,
 // WithLease fails with ErrLeaseNotFound. Every node keeps the whole data set
 // in memory. Nodes must be started with the same Peers list; Peers only
