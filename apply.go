@@ -13,11 +13,8 @@ import (
 // same store and the same request it always makes the same change and returns
 // the same result. It runs on the FSM goroutine only.
 type applier struct {
-	kv *mvcc.Store
-	// leaseExists reports whether a lease is granted. Until leases are
-	// implemented no lease exists, so a Put WithLease fails with
-	// ErrLeaseNotFound and writes nothing.
-	leaseExists func(id int64) bool
+	kv     *mvcc.Store
+	leases *leaseTable
 }
 
 // result is what applying one request produced. Responses are only built
@@ -28,6 +25,9 @@ type result struct {
 	put *PutResponse
 	del *DeleteResponse
 	txn *TxnResponse
+
+	leaseID  int64 // grant, renew
+	leaseTTL int64
 }
 
 func mapMVCCError(err error) error {
@@ -44,7 +44,7 @@ func mapMVCCError(err error) error {
 
 // apply executes req. Errors are results, never panics: a request that fails
 // changes nothing.
-func (a *applier) apply(req *request, want bool) *result {
+func (a *applier) apply(req *request, index uint64, want bool) *result {
 	if err := validateRequest(req, applyLimits); err != nil {
 		return &result{rev: a.kv.Rev(), err: err}
 	}
@@ -72,8 +72,50 @@ func (a *applier) apply(req *request, want bool) *result {
 		return &result{rev: a.kv.Rev(), err: err}
 	case reqNoop:
 		return &result{rev: a.kv.Rev()}
+	case reqLeaseGrant:
+		r := a.leases.grant(req.LeaseTTL, index)
+		return &result{rev: a.kv.Rev(), leaseID: r.id, leaseTTL: r.ttl}
+	case reqLeaseRenew:
+		r, ok := a.leases.renew(req.LeaseID, index)
+		if !ok {
+			return &result{rev: a.kv.Rev(), err: fmt.Errorf("%w: %d", ErrLeaseNotFound, req.LeaseID)}
+		}
+		return &result{rev: a.kv.Rev(), leaseID: r.id, leaseTTL: r.ttl}
+	case reqLeaseRevoke:
+		if !a.revoke(req.LeaseID) {
+			return &result{rev: a.kv.Rev(), err: fmt.Errorf("%w: %d", ErrLeaseNotFound, req.LeaseID)}
+		}
+		return &result{rev: a.kv.Rev()}
+	case reqLeaseCheckpoint:
+		a.leases.checkpoint(req.LeaseCheckpoints)
+		return &result{rev: a.kv.Rev()}
+	case reqLeaseExpire:
+		for _, e := range req.LeaseExpire {
+			if ri, ok := a.leases.renewIndexOf(e.ID); ok && ri == e.RenewIndex {
+				a.revoke(e.ID)
+			}
+		}
+		return &result{rev: a.kv.Rev()}
 	}
 	return &result{rev: a.kv.Rev(), err: fmt.Errorf("%w: request kind %d", ErrInvalidArgument, req.Kind)}
+}
+
+// revoke removes a lease and deletes its keys, all in one revision (so
+// watchers get the DELETE events together). It reports whether the lease
+// existed.
+func (a *applier) revoke(id int64) bool {
+	keys, ok := a.leases.remove(id)
+	if !ok {
+		return false
+	}
+	if len(keys) > 0 {
+		tx := a.kv.Write()
+		for _, k := range keys {
+			tx.DeleteRange([]byte(k), nil)
+		}
+		tx.End()
+	}
+	return true
 }
 
 // applyTxn runs a txn in three passes, as etcd does: decide every compare
@@ -195,7 +237,7 @@ func (a *applier) check(tx *mvcc.WriteTxn, t *txnReq, path []bool, pos *int) err
 			}
 		case op.Put != nil:
 			p := op.Put
-			if p.Lease != 0 && (a.leaseExists == nil || !a.leaseExists(p.Lease)) {
+			if p.Lease != 0 && !a.leases.exists(p.Lease) {
 				return fmt.Errorf("%w: lease %d", ErrLeaseNotFound, p.Lease)
 			}
 			if p.IgnoreValue || p.IgnoreLease {
@@ -256,6 +298,12 @@ func (a *applier) execute(tx *mvcc.WriteTxn, t *txnReq, path []bool, pos *int, w
 				}
 			}
 			old := tx.Put(p.Key, val, lease)
+			if old != nil && old.Lease != 0 && old.Lease != lease {
+				a.leases.detach(old.Lease, p.Key)
+			}
+			if lease != 0 {
+				a.leases.attach(lease, p.Key)
+			}
 			if want {
 				pr := &PutResponse{}
 				if p.PrevKV && old != nil {
@@ -265,6 +313,11 @@ func (a *applier) execute(tx *mvcc.WriteTxn, t *txnReq, path []bool, pos *int, w
 			}
 		case op.Delete != nil:
 			deleted := tx.DeleteRange(op.Delete.Key, op.Delete.End)
+			for _, kv := range deleted {
+				if kv.Lease != 0 {
+					a.leases.detach(kv.Lease, kv.Key)
+				}
+			}
 			if want {
 				dr := &DeleteResponse{Deleted: int64(len(deleted))}
 				if op.Delete.PrevKV {

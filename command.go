@@ -32,6 +32,11 @@ const (
 	reqTxn
 	reqCompact
 	reqNoop // a new leader's first entry of its term; see leader.go
+	reqLeaseGrant
+	reqLeaseRevoke
+	reqLeaseRenew
+	reqLeaseCheckpoint
+	reqLeaseExpire
 )
 
 // request is one client write. ID routes the result back to the caller: it is
@@ -45,6 +50,26 @@ type request struct {
 	Delete  *deleteReq `msgpack:"d,omitempty"`
 	Txn     *txnReq    `msgpack:"t,omitempty"`
 	Compact int64      `msgpack:"c,omitempty"`
+
+	LeaseTTL         int64             `msgpack:"lt,omitempty"` // grant
+	LeaseID          int64             `msgpack:"li,omitempty"` // revoke, renew
+	LeaseCheckpoints []leaseCheckpoint `msgpack:"lc,omitempty"`
+	LeaseExpire      []leaseExpiry     `msgpack:"le,omitempty"`
+}
+
+// leaseCheckpoint records a lease's remaining TTL as measured by the leader.
+// It applies only if the lease was not renewed since (same RenewIndex).
+type leaseCheckpoint struct {
+	ID          int64  `msgpack:"i"`
+	RemainingMs int64  `msgpack:"r"`
+	RenewIndex  uint64 `msgpack:"x"`
+}
+
+// leaseExpiry asks to revoke an expired lease, unless it was renewed after
+// the leader saw it expire (its renew index moved on).
+type leaseExpiry struct {
+	ID         int64  `msgpack:"i"`
+	RenewIndex uint64 `msgpack:"x"`
 }
 
 type rangeReq struct {

@@ -2,6 +2,8 @@ package store
 
 import (
 	"fmt"
+
+	"github.com/embedkv/store/lease"
 	"log/slog"
 	"net"
 	"time"
@@ -74,9 +76,23 @@ type Config struct {
 	// WithProgressNotify receives a progress notification (default 10 min).
 	WatchProgressNotifyInterval time.Duration
 
+	// LeaseCheckpointInterval is how often the leader records remaining lease
+	// TTLs through raft (default 2 s). After a leader change a lease expires
+	// at most about 1.5 x this plus the election time late; never early.
+	LeaseCheckpointInterval time.Duration
+	// Clock is the time source for lease expiry and keepalives (default: the
+	// real clock). Tests inject a fake one.
+	Clock Clock
+
 	// UnsafeNoFsync turns off fsync of the raft log. A crash can then lose
 	// acknowledged writes. For tests and benchmarks of CPU paths only.
 	UnsafeNoFsync bool
+}
+
+// Clock is a time source: Now and a timer channel, as the time package's.
+type Clock interface {
+	Now() time.Time
+	After(d time.Duration) <-chan time.Time
 }
 
 // Peer is one member of the initial cluster.
@@ -159,6 +175,7 @@ func (c Config) withDefaults() (Config, error) {
 		{&c.CompactionCheckInterval, time.Second},
 		{&c.LeaderWaitTimeout, 5 * time.Second},
 		{&c.WatchProgressNotifyInterval, 10 * time.Minute},
+		{&c.LeaseCheckpointInterval, 2 * time.Second},
 	}
 	for _, x := range durations {
 		if *x.d < 0 {
@@ -167,6 +184,9 @@ func (c Config) withDefaults() (Config, error) {
 		if *x.d == 0 {
 			*x.d = x.def
 		}
+	}
+	if c.Clock == nil {
+		c.Clock = lease.RealClock()
 	}
 	if c.LeaderLeaseTimeout == 0 {
 		c.LeaderLeaseTimeout = c.HeartbeatTimeout / 2

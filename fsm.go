@@ -46,9 +46,9 @@ type fsm struct {
 
 var _ raft.BatchingFSM = (*fsm)(nil)
 
-func newFSM(logger *slog.Logger, bootID uint64, w *waiters) *fsm {
+func newFSM(logger *slog.Logger, bootID uint64, w *waiters, leases *leaseTable) *fsm {
 	f := &fsm{logger: logger, bootID: bootID, waiters: w, changed: make(chan struct{})}
-	f.app = applier{kv: mvcc.New()}
+	f.app = applier{kv: mvcc.New(), leases: leases}
 	f.state.Store(&appliedState{view: f.app.kv.View()})
 	return f
 }
@@ -125,7 +125,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 		}
 		mine := req.Origin == f.bootID && req.Seq != 0
 		want := mine && f.waiters.has(req.Seq)
-		r := f.app.apply(req, want)
+		r := f.app.apply(req, l.Index, want)
 		out[i] = r
 		if want {
 			deliveries = append(deliveries, delivery{req.Seq, r})
@@ -145,22 +145,24 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 // is O(1) and Persist encodes it while later batches apply.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	st := f.state.Load()
-	return &fsmSnapshot{view: st.view, index: st.index, logger: f.logger}, nil
+	leases, nextID := f.app.leases.snapshot()
+	return &fsmSnapshot{view: st.view, index: st.index, leases: leases, nextLeaseID: nextID, logger: f.logger}, nil
 }
 
 // Restore implements raft.FSM: it replaces the whole state with the
 // snapshot's.
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	kv, index, err := readFSMSnapshot(rc)
+	snap, err := readFSMSnapshot(rc)
 	if err != nil {
 		return err
 	}
-	f.app.kv = kv
-	f.publish(index, true)
+	f.app.kv = snap.kv
+	f.app.leases.replace(snap.leases, snap.nextLeaseID, snap.kv.View())
+	f.publish(snap.index, true)
 	// Entries covered by the snapshot never pass through ApplyBatch here,
 	// so their proposers would never get a result.
-	f.waiters.failAll(&result{rev: kv.Rev(), err: fmt.Errorf(
+	f.waiters.failAll(&result{rev: snap.kv.Rev(), err: fmt.Errorf(
 		"%w: this node installed a snapshot that may cover the write; its result is not available", ErrUnknownOutcome)})
 	return nil
 }

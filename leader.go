@@ -22,17 +22,20 @@ func (s *Store) watchLeadership() {
 			return
 		case isLeader := <-s.raft.LeaderCh():
 			s.readyTerm.Store(0)
+			s.demoteLessor()
 			if !isLeader {
 				continue
 			}
-			s.becomeReady(noop)
+			if s.becomeReady(noop) {
+				s.promoteLessor()
+			}
 		}
 	}
 }
 
 // becomeReady proposes the no-op of a new term until it is applied (then
 // the term is ready for reads) or this node is no longer leader of that term.
-func (s *Store) becomeReady(noop []byte) {
+func (s *Store) becomeReady(noop []byte) bool {
 	term := s.raft.CurrentTerm()
 	backoff := 10 * time.Millisecond
 	for s.raft.State() == raft.Leader && s.raft.CurrentTerm() == term {
@@ -40,19 +43,40 @@ func (s *Store) becomeReady(noop []byte) {
 		if err == nil {
 			if s.raft.State() == raft.Leader && s.raft.CurrentTerm() == term {
 				s.readyTerm.Store(term)
+				return true
 			}
-			return
+			return false
 		}
 		s.logger.Info("embedkv: no-op of new term failed", "term", term, "err", err)
 		select {
 		case <-s.stopCh:
-			return
+			return false
 		case <-time.After(backoff):
 		}
 		if backoff < time.Second {
 			backoff *= 2
 		}
 	}
+	return false
+}
+
+// promoteLessor makes this node's lessor count lease deadlines, from the
+// remaining TTLs recorded in the replicated state. Called once the term is
+// ready, so the state includes every entry of earlier terms.
+func (s *Store) promoteLessor() {
+	s.expireMu.Lock()
+	s.expireCtx, s.expireCancel = context.WithCancel(context.Background())
+	s.expireMu.Unlock()
+	s.leases.promote()
+}
+
+// demoteLessor stops lease expiry on this node: pending expiry proposals
+// are abandoned first, then the lessor forgets its deadlines.
+func (s *Store) demoteLessor() {
+	s.expireMu.Lock()
+	s.expireCancel()
+	s.expireMu.Unlock()
+	s.lessor.Demote()
 }
 
 // runCompactor keeps history bounded: on the leader, once the store is

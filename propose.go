@@ -16,6 +16,7 @@ import (
 const (
 	methodForward   uint8 = 1 // a follower's write: body = encoded command; reply = raft index (8 bytes)
 	methodReadIndex uint8 = 2 // a follower's read-index request: reply = raft index (8 bytes)
+	methodLeaseTTL  uint8 = 3 // remaining TTL on the leader: body = lease ID; reply = milliseconds, or -1 (8 bytes)
 )
 
 // propose validates req, sends it through raft (locally on the leader,
@@ -198,7 +199,7 @@ func (s *Store) forward(ctx context.Context, addr string, method uint8, body []b
 		switch {
 		case errors.As(err, &re):
 			rerr := errorFromCode(re.Code, re.Msg)
-			if method == methodReadIndex || errors.Is(rerr, errNotLeader) || errors.Is(rerr, ErrNoLeader) {
+			if method != methodForward || errors.Is(rerr, errNotLeader) || errors.Is(rerr, ErrNoLeader) {
 				return 0, &retryError{rerr}
 			}
 			return 0, rerr
@@ -211,7 +212,7 @@ func (s *Store) forward(ctx context.Context, addr string, method uint8, body []b
 				return 0, err // not sent, and the caller stopped waiting
 			}
 			return 0, &retryError{err}
-		case method == methodReadIndex:
+		case method != methodForward:
 			// A read changes nothing: any failure may be retried.
 			if ctx.Err() != nil {
 				return 0, ctx.Err()
@@ -237,6 +238,8 @@ func (s *Store) handleRPC(ctx context.Context, method uint8, body []byte) ([]byt
 		idx, err = s.serveForward(ctx, body)
 	case methodReadIndex:
 		idx, err = s.reads.readIndex(ctx)
+	case methodLeaseTTL:
+		idx, err = s.serveLeaseTTL(body)
 	default:
 		err = fmt.Errorf("%w: unknown node RPC method %d", ErrInvalidArgument, method)
 	}

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/embedkv/store/internal/hclogslog"
+	"github.com/embedkv/store/lease"
 	"github.com/embedkv/store/transport"
 	"github.com/embedkv/store/watch"
 	"github.com/hashicorp/raft"
@@ -39,6 +41,14 @@ type Store struct {
 	rpc     *transport.Client
 	reads   *readIndexer
 	hub     *watch.Hub[WatchResponse]
+	lessor  *lease.Lessor
+	leases  *leaseTable
+
+	// expireMu guards expireCtx, which bounds lease-expiry proposals and is
+	// cancelled before the lessor is demoted. Lock order: leaf.
+	expireMu     sync.Mutex
+	expireCtx    context.Context
+	expireCancel context.CancelFunc
 
 	// readyTerm is the raft term in which this node, as leader, has applied
 	// its first entry; read-index reads are served only then. 0 = not ready.
@@ -78,7 +88,10 @@ func Open(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s.bootID = binary.LittleEndian.Uint64(b[:]) | 1
-	s.fsm = newFSM(s.logger, s.bootID, s.waiters)
+	s.expireCtx, s.expireCancel = context.WithCancel(context.Background())
+	s.lessor = lease.New(lease.Config{Clock: cfg.Clock, OnExpire: s.expireLeases, Logger: s.logger})
+	s.leases = newLeaseTable(s.lessor)
+	s.fsm = newFSM(s.logger, s.bootID, s.waiters, s.leases)
 	s.reads = &readIndexer{s: s}
 	s.hub = watch.New(watch.Config[WatchResponse]{
 		Convert:          s.convertBatch,
@@ -175,6 +188,7 @@ func (s *Store) start() error {
 	s.mux.ServeRPC(s.handleRPC)
 	s.goFunc(s.watchLeadership)
 	s.goFunc(s.runCompactor)
+	s.goFunc(s.runLeaseCheckpoints)
 	return nil
 }
 
@@ -248,6 +262,10 @@ func (s *Store) cleanup() error {
 	s.goClosed = true
 	s.goMu.Unlock()
 	s.wg.Wait()
+	if s.lessor != nil {
+		s.demoteLessor()
+		s.lessor.Close()
+	}
 	if s.hub != nil {
 		s.hub.Close() // after raft: no more publishes
 	}

@@ -5,6 +5,9 @@ import (
 	"sort"
 )
 
+// maxLeaseBatch bounds the leases one checkpoint or expiry entry carries.
+const maxLeaseBatch = 10000
+
 // limits are the per-node admission limits checked before a request is
 // proposed. They are never consulted inside Apply: nodes may be configured
 // differently, and Apply must decide the same way on every node.
@@ -170,6 +173,26 @@ func validateRequest(req *request, lim limits) error {
 		}
 		return nil
 	case reqNoop:
+		return nil
+	case reqLeaseGrant:
+		if req.LeaseTTL <= 0 || req.LeaseTTL > maxLeaseTTL {
+			return fmt.Errorf("%w: lease TTL %d outside 1..%d", ErrInvalidArgument, req.LeaseTTL, int64(maxLeaseTTL))
+		}
+		return nil
+	case reqLeaseRevoke, reqLeaseRenew:
+		if req.LeaseID <= 0 {
+			return fmt.Errorf("%w: lease ID %d", ErrInvalidArgument, req.LeaseID)
+		}
+		return nil
+	case reqLeaseCheckpoint:
+		if len(req.LeaseCheckpoints) == 0 || len(req.LeaseCheckpoints) > maxLeaseBatch {
+			return fmt.Errorf("%w: %d lease checkpoints", ErrInvalidArgument, len(req.LeaseCheckpoints))
+		}
+		return nil
+	case reqLeaseExpire:
+		if len(req.LeaseExpire) == 0 || len(req.LeaseExpire) > maxLeaseBatch {
+			return fmt.Errorf("%w: %d lease expiries", ErrInvalidArgument, len(req.LeaseExpire))
+		}
 		return nil
 	}
 	return fmt.Errorf("%w: unknown request kind %d", ErrInvalidArgument, req.Kind)
