@@ -59,11 +59,20 @@
 // history. A slow consumer never slows writes: it is caught up from history
 // later, or cancelled with ErrCompacted if that history is gone.
 //
+// # Leases
+//
+// Grant creates a lease; keys written WithLease are deleted, in one
+// revision, when it expires or is revoked. KeepAlive renews it. Renewals are
+// raft entries; only the leader counts time, and it records remaining TTLs
+// through raft every Config.LeaseCheckpointInterval, so after a leader change
+// a lease expires at most about 1.5 checkpoint intervals plus the election
+// time late, and never early. The concurrency subpackage builds sessions,
+// mutexes and elections on leases.
+//
 // # Caveats
 //
-// Leases, membership changes, mutual TLS and backups are described
-// in the API contract but arrive in later versions; until leases exist,
-// WithLease fails with ErrLeaseNotFound. Every node keeps the whole data set
+// Membership changes, mutual TLS and backups are described in the API
+// contract but arrive in later versions. Every node keeps the whole data set
 // in memory. Nodes must be started with the same Peers list; Peers only
 // matters on the very first start (bootstrap), later starts recover the
 // membership from the raft log.
