@@ -84,6 +84,12 @@ type Config struct {
 	// real clock). Tests inject a fake one.
 	Clock Clock
 
+	// DialAddress, if set, rewrites the address this node dials to reach the
+	// peer with the given ID (raft traffic and node RPC alike); ok=false
+	// keeps the peer's advertised address. For NAT, proxies and fault
+	// injection in tests; peers still identify each other by ID.
+	DialAddress func(peerID string) (addr string, ok bool)
+
 	// UnsafeNoFsync turns off fsync of the raft log. A crash can then lose
 	// acknowledged writes. For tests and benchmarks of CPU paths only.
 	UnsafeNoFsync bool

@@ -141,6 +141,11 @@ func (s *Store) leaderAddr() (string, error) {
 	if addr == "" || id == "" {
 		return "", &retryError{ErrNoLeader}
 	}
+	if s.cfg.DialAddress != nil {
+		if a, ok := s.cfg.DialAddress(string(id)); ok {
+			return a, nil
+		}
+	}
 	return string(addr), nil
 }
 

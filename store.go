@@ -143,12 +143,16 @@ func (s *Store) start() error {
 	if err != nil {
 		return fmt.Errorf("store: snapshot store: %w", err)
 	}
-	s.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+	tc := &raft.NetworkTransportConfig{
 		Stream:  s.mux.RaftLayer(),
 		MaxPool: 3,
 		Timeout: 10 * time.Second,
 		Logger:  hlog,
-	})
+	}
+	if cfg.DialAddress != nil {
+		tc.ServerAddressProvider = dialAddressProvider(cfg.DialAddress)
+	}
+	s.trans = raft.NewNetworkTransportWithConfig(tc)
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.NodeID)
@@ -190,6 +194,16 @@ func (s *Store) start() error {
 	s.goFunc(s.runCompactor)
 	s.goFunc(s.runLeaseCheckpoints)
 	return nil
+}
+
+// dialAddressProvider adapts Config.DialAddress to raft.
+type dialAddressProvider func(string) (string, bool)
+
+func (f dialAddressProvider) ServerAddr(id raft.ServerID) (raft.ServerAddress, error) {
+	if a, ok := f(string(id)); ok {
+		return raft.ServerAddress(a), nil
+	}
+	return "", errors.New("no override") // raft then dials the advertised address
 }
 
 // prepareDir creates dir with mode 0700, or warns when an existing one is
