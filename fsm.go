@@ -157,8 +157,10 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	if err != nil {
 		return err
 	}
+	if err := f.app.leases.replace(snap.leases, snap.nextLeaseID, snap.kv.View()); err != nil {
+		return err
+	}
 	f.app.kv = snap.kv
-	f.app.leases.replace(snap.leases, snap.nextLeaseID, snap.kv.View())
 	f.publish(snap.index, true)
 	// Entries covered by the snapshot never pass through ApplyBatch here,
 	// so their proposers would never get a result.

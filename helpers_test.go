@@ -215,6 +215,18 @@ func mustPut(t testing.TB, s *Store, k, v string, opts ...OpOption) *PutResponse
 	}
 }
 
+// putExact writes k=v once and fails the test on any error: for tests that
+// depend on exact revisions, where a retried unknown-outcome write could be
+// applied twice.
+func putExact(t testing.TB, s *Store, k, v string) *PutResponse {
+	t.Helper()
+	r, err := s.Put(ctxT(t), k, v)
+	if err != nil {
+		t.Fatalf("Put(%q): %v", k, err)
+	}
+	return r
+}
+
 func mustGet(t testing.TB, s *Store, k string, opts ...OpOption) *GetResponse {
 	t.Helper()
 	r, err := s.Get(ctxT(t), k, opts...)

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"fmt"
 	"sort"
 	"sync"
 	"time"
@@ -194,22 +195,25 @@ func (t *leaseTable) detach(id int64, key []byte) {
 
 // replace installs leases restored from a snapshot and rebuilds their key
 // sets from the live keys of kv.
-func (t *leaseTable) replace(recs []*leaseRec, nextID int64, kv *mvcc.View) {
+func (t *leaseTable) replace(recs []*leaseRec, nextID int64, kv *mvcc.View) error {
 	m := make(map[int64]*leaseRec, len(recs))
 	for _, r := range recs {
 		r.keys = map[string]struct{}{}
 		m[r.id] = r
 	}
-	if rr, err := kv.Range([]byte{0}, []byte{0}, mvcc.RangeOptions{KeysOnly: true}); err == nil {
-		for _, k := range rr.KVs {
-			if r, ok := m[k.Lease]; ok {
-				r.keys[string(k.Key)] = struct{}{}
-			}
+	rr, err := kv.Range([]byte{0}, []byte{0}, mvcc.RangeOptions{KeysOnly: true})
+	if err != nil {
+		return fmt.Errorf("%w: rebuilding lease keys: %v", ErrCorrupt, err)
+	}
+	for _, k := range rr.KVs {
+		if r, ok := m[k.Lease]; ok {
+			r.keys[string(k.Key)] = struct{}{}
 		}
 	}
 	t.mu.Lock()
 	t.m, t.nextID = m, nextID
 	t.mu.Unlock()
+	return nil
 }
 
 // snapshot copies the table for an FSM snapshot (on the FSM goroutine).

@@ -43,13 +43,13 @@ func (s *Store) propose(ctx context.Context, req *request) (*result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: encode: %v", ErrInvalidArgument, err)
 	}
-	if len(cmd) > s.cfg.MaxRequestBytes {
+	if len(cmd) > s.cfg.MaxRequestBytes && !internalRequest(req.Kind) {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrRequestTooLarge, len(cmd), s.cfg.MaxRequestBytes)
 	}
 	ch := s.waiters.register(req.Seq)
 	defer s.waiters.cancel(req.Seq)
 
-	if err := s.submit(ctx, cmd); err != nil {
+	if err := s.submit(ctx, req, cmd); err != nil {
 		return nil, err
 	}
 	// Committed. The result arrives when this node's FSM applies the entry
@@ -79,9 +79,12 @@ func (r *result) asReturn() (*result, error) {
 
 // submit gets cmd committed: applied through raft on the leader, or
 // forwarded to it. It retries only failures that prove nothing was proposed.
-func (s *Store) submit(ctx context.Context, cmd []byte) error {
+func (s *Store) submit(ctx context.Context, req *request, cmd []byte) error {
 	return s.retryUntilLeader(ctx, func() error {
 		if s.raft.State() == raft.Leader {
+			if err := s.leaderAdmit(req); err != nil {
+				return err
+			}
 			_, err := s.applyLocal(ctx, cmd)
 			return err
 		}
@@ -260,10 +263,13 @@ func (s *Store) serveForward(ctx context.Context, cmd []byte) (uint64, error) {
 	if s.stopped() {
 		return 0, errNotLeader // not proposed: the follower may retry elsewhere
 	}
-	if len(cmd) > s.cfg.MaxRequestBytes {
+	if len(cmd) > s.cfg.MaxRequestBytes+maxInternalExtra {
 		return 0, ErrRequestTooLarge
 	}
 	req, err := decodeCommand(cmd)
+	if err == nil && len(cmd) > s.cfg.MaxRequestBytes && !internalRequest(req.Kind) {
+		return 0, ErrRequestTooLarge
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -273,5 +279,33 @@ func (s *Store) serveForward(ctx context.Context, cmd []byte) (uint64, error) {
 	if s.raft.State() != raft.Leader {
 		return 0, errNotLeader
 	}
+	if err := s.leaderAdmit(req); err != nil {
+		return 0, err
+	}
 	return s.applyLocal(ctx, cmd)
+}
+
+// internalRequest reports requests the store makes itself (lease expiry and
+// checkpoints). They are bounded by their batch size (maxLeaseBatch), not by
+// MaxRequestBytes, which limits what applications send.
+func internalRequest(k reqKind) bool {
+	return k == reqLeaseExpire || k == reqLeaseCheckpoint || k == reqNoop || k == reqCompact
+}
+
+// maxInternalExtra is the room internal requests may take beyond
+// MaxRequestBytes: maxLeaseBatch entries of at most ~32 bytes. The node RPC
+// frame limit includes it.
+const maxInternalExtra = 32 * maxLeaseBatch
+
+// leaderAdmit refuses, on the leader, a renewal of a lease its lessor has
+// already found expired (its expiry is being proposed): as in etcd, an
+// expired lease cannot be brought back.
+func (s *Store) leaderAdmit(req *request) error {
+	if req.Kind != reqLeaseRenew || !s.lessor.IsPrimary() {
+		return nil
+	}
+	if d, ok := s.lessor.Remaining(req.LeaseID); ok && d <= 0 {
+		return fmt.Errorf("%w: %d has expired", ErrLeaseNotFound, req.LeaseID)
+	}
+	return nil
 }

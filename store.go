@@ -116,12 +116,12 @@ func (s *Store) start() error {
 		BindAddr:      cfg.BindAddr,
 		AdvertiseAddr: cfg.AdvertiseAddr,
 		Logger:        s.logger,
-		MaxFrameBytes: cfg.MaxRequestBytes + 64<<10,
+		MaxFrameBytes: cfg.MaxRequestBytes + maxInternalExtra + 64<<10,
 	})
 	if err != nil {
 		return fmt.Errorf("store: listen on %s: %w", cfg.BindAddr, err)
 	}
-	s.rpc = transport.NewClient(transport.ClientConfig{Logger: s.logger, MaxFrameBytes: cfg.MaxRequestBytes + 64<<10})
+	s.rpc = transport.NewClient(transport.ClientConfig{Logger: s.logger, MaxFrameBytes: cfg.MaxRequestBytes + maxInternalExtra + 64<<10})
 	s.bolt, err = raftboltdb.New(raftboltdb.Options{
 		Path: filepath.Join(cfg.Dir, "raft.db"),
 		BoltOptions: &bolt.Options{
@@ -164,7 +164,7 @@ func (s *Store) start() error {
 	rc.SnapshotInterval = cfg.SnapshotInterval
 	rc.TrailingLogs = cfg.TrailingLogs
 	rc.MaxAppendEntries = cfg.MaxAppendEntries
-	rc.BatchApplyCh = true
+	rc.BatchApplyCh = false // true can strand Apply futures forever on Shutdown (they sit in the buffered applyCh)
 	rc.NoLegacyTelemetry = true
 	rc.Logger = hlog
 

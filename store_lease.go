@@ -137,9 +137,9 @@ func (s *Store) keepAliveLoop(ctx context.Context, id LeaseID, ttl int64, ch cha
 			return
 		case <-s.cfg.Clock.After(next):
 		}
-		// Each renewal is bounded so a stuck one is retried well before
-		// the lease would expire.
-		rctx, cancel := context.WithTimeout(ctx, time.Duration(ttl)*time.Second/3)
+		// Each renewal is bounded so a stuck one is retried before the
+		// lease would expire.
+		rctx, cancel := context.WithTimeout(ctx, max(time.Duration(ttl)*time.Second/2, time.Second))
 		resp, err := s.KeepAliveOnce(rctx, id)
 		cancel()
 		switch {
@@ -278,9 +278,10 @@ func (s *Store) expireLeases(batch []lease.Expired) {
 
 // runLeaseCheckpoints records, on the leader, the remaining TTLs of leases
 // through raft every LeaseCheckpointInterval, so a new leader re-arms them
-// from recent values: after a leader change a lease expires at most
+// from recent values: each leader change makes a lease expire at most
 // about 1.5 x LeaseCheckpointInterval plus the election time late, never
-// early (renewals record the full TTL through raft).
+// early (renewals record the full TTL through raft). At most maxLeaseBatch
+// leases (those closest to expiry) are recorded per interval.
 func (s *Store) runLeaseCheckpoints() {
 	interval := s.cfg.LeaseCheckpointInterval
 	for {

@@ -143,7 +143,7 @@ func TestWatchResumeFromAnyRevision(t *testing.T) {
 	var revs []int64
 	var vals []string
 	for i := 0; i < 30; i++ {
-		revs = append(revs, mustPut(t, c.nodes[i%3], "r", fmt.Sprint(i)).Header.Revision)
+		revs = append(revs, putExact(t, c.nodes[i%3], "r", fmt.Sprint(i)).Header.Revision)
 		vals = append(vals, fmt.Sprint(i))
 	}
 	for _, node := range []int{l, c.follower()} {
@@ -154,7 +154,7 @@ func TestWatchResumeFromAnyRevision(t *testing.T) {
 				ch := c.nodes[node].Watch(ctx, "r", WithRev(revs[start]))
 				// Live writes continue while the watcher replays history.
 				live := fmt.Sprintf("live-%d", len(revs))
-				extra := mustPut(t, c.nodes[l], "r", live).Header.Revision
+				extra := putExact(t, c.nodes[l], "r", live).Header.Revision
 				evs := recvEvents(t, ch, len(revs)-start+1)
 				for j, ev := range evs[:len(evs)-1] {
 					if ev.Kv.ModRevision != revs[start+j] || string(ev.Kv.Value) != vals[start+j] {
