@@ -150,7 +150,13 @@ func (s *Store) start() error {
 		Logger:  hlog,
 	}
 	if cfg.DialAddress != nil {
-		tc.ServerAddressProvider = dialAddressProvider(cfg.DialAddress)
+		known := map[string]string{cfg.NodeID: s.mux.Addr()}
+		for _, p := range cfg.Peers {
+			if p.ID != cfg.NodeID {
+				known[p.ID] = p.Addr
+			}
+		}
+		tc.ServerAddressProvider = &dialAddressProvider{fn: cfg.DialAddress, known: known}
 	}
 	s.trans = raft.NewNetworkTransportWithConfig(tc)
 
@@ -196,11 +202,20 @@ func (s *Store) start() error {
 	return nil
 }
 
-// dialAddressProvider adapts Config.DialAddress to raft.
-type dialAddressProvider func(string) (string, bool)
+// dialAddressProvider adapts Config.DialAddress to raft. raft asks it on
+// every RPC, for this node's own ID too; when the callback declines, the
+// configured address is returned (an error would make raft log a warning per
+// RPC before falling back).
+type dialAddressProvider struct {
+	fn    func(string) (string, bool)
+	known map[string]string // read-only after Open: this node and Peers
+}
 
-func (f dialAddressProvider) ServerAddr(id raft.ServerID) (raft.ServerAddress, error) {
-	if a, ok := f(string(id)); ok {
+func (p *dialAddressProvider) ServerAddr(id raft.ServerID) (raft.ServerAddress, error) {
+	if a, ok := p.fn(string(id)); ok {
+		return raft.ServerAddress(a), nil
+	}
+	if a, ok := p.known[string(id)]; ok {
 		return raft.ServerAddress(a), nil
 	}
 	return "", errors.New("no override") // raft then dials the advertised address

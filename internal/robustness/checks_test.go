@@ -1,0 +1,170 @@
+package robustness
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// watchFixture is a history with a two-event revision (a txn-like change
+// at revision 3) and the responses a correct watcher from revision 1 gets.
+func watchFixture() (*History, []WatchResponse) {
+	put := func(rev int64, k, v string, create, ver int64) Event {
+		return Event{Rev: rev, KV: KV{Key: k, Value: v, Create: create, Mod: rev, Version: ver}}
+	}
+	evs := []Event{
+		put(2, "p/a", "1", 2, 1),
+		put(3, "p/a", "2", 2, 2),
+		put(3, "p/b", "1", 3, 1),
+		{Rev: 4, Delete: true, KV: KV{Key: "p/a", Mod: 4}},
+		put(5, "p/b", "2", 3, 2),
+	}
+	h := NewHistory("p/", 5, evs)
+	resps := []WatchResponse{
+		{Events: []Event{evs[0]}},
+		{Events: []Event{evs[1], evs[2], evs[3]}},
+		{Events: []Event{evs[4]}},
+	}
+	return h, resps
+}
+
+func TestCheckWatch(t *testing.T) {
+	tests := []struct {
+		name   string
+		doctor func([]WatchResponse) []WatchResponse
+		want   string // "" = no violation; else a substring of one
+	}{
+		{"correct", func(r []WatchResponse) []WatchResponse { return r }, ""},
+		{"resumed after a stop", func(r []WatchResponse) []WatchResponse {
+			stop := WatchResponse{Canceled: true, Err: "store: store is closed"}
+			return []WatchResponse{r[0], stop, r[1], r[2]}
+		}, ""},
+		{"gap", func(r []WatchResponse) []WatchResponse { return []WatchResponse{r[0], r[2]} }, "gap: revision 3"},
+		{"duplicate revision", func(r []WatchResponse) []WatchResponse {
+			return []WatchResponse{r[0], r[1], r[1], r[2]}
+		}, "out of order or duplicated"},
+		{"revision split across responses", func(r []WatchResponse) []WatchResponse {
+			a := WatchResponse{Events: r[1].Events[:1]}
+			b := WatchResponse{Events: r[1].Events[1:]}
+			return []WatchResponse{r[0], a, b, r[2]}
+		}, "split across responses"},
+		{"out of order", func(r []WatchResponse) []WatchResponse {
+			return []WatchResponse{r[0], r[2], r[1]}
+		}, "out of order"},
+		{"wrong value", func(r []WatchResponse) []WatchResponse {
+			e := r[2].Events[0]
+			e.KV.Value = "stale"
+			return []WatchResponse{r[0], r[1], {Events: []Event{e}}}
+		}, "revision 5 delivered"},
+		{"event missing from a revision", func(r []WatchResponse) []WatchResponse {
+			return []WatchResponse{r[0], {Events: []Event{r[1].Events[0], r[1].Events[2]}}, r[2]}
+		}, "revision 3 delivered"},
+		{"cancelled as compacted", func(r []WatchResponse) []WatchResponse {
+			return append(r, WatchResponse{Canceled: true, Err: "store: required revision has been compacted"})
+		}, "cancelled"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h, resps := watchFixture()
+			n, bad := CheckWatch("w", tt.doctor(resps), h, 1, h.Rev)
+			if n == 0 {
+				t.Fatal("no events checked")
+			}
+			if tt.want == "" {
+				if len(bad) > 0 {
+					t.Fatalf("violations %q on a correct stream", bad)
+				}
+				return
+			}
+			for _, b := range bad {
+				if strings.Contains(b, tt.want) {
+					return
+				}
+			}
+			t.Fatalf("violations %q, want one containing %q", bad, tt.want)
+		})
+	}
+}
+
+func TestHistoryValidate(t *testing.T) {
+	h, _ := watchFixture()
+	if bad := h.Validate(true); len(bad) > 0 {
+		t.Fatalf("valid history rejected: %v", bad)
+	}
+	evs := []Event{
+		{Rev: 2, KV: KV{Key: "p/a", Value: "1", Create: 2, Mod: 2, Version: 1}},
+		{Rev: 4, KV: KV{Key: "p/a", Value: "2", Create: 2, Mod: 4, Version: 3}},
+	}
+	bad := NewHistory("p/", 4, evs).Validate(true)
+	want := []string{"does not follow", "revision 3 changed nothing"}
+	for _, w := range want {
+		found := false
+		for _, b := range bad {
+			found = found || strings.Contains(b, w)
+		}
+		if !found {
+			t.Errorf("Validate = %q, want a violation containing %q", bad, w)
+		}
+	}
+}
+
+func TestCheckLeases(t *testing.T) {
+	const sec = int64(time.Second)
+	put := func(rev int64, k string) Event {
+		return Event{Rev: rev, KV: KV{Key: k, Value: "x", Create: rev, Mod: rev, Version: 1}}
+	}
+	del := func(rev int64, k string) Event { return Event{Rev: rev, Delete: true, KV: KV{Key: k, Mod: rev}} }
+	ea, eb := LeasePrefix+"e1/a", LeasePrefix+"e1/b"
+	ka := LeasePrefix + "k2/a"
+	// Revision r is observed at r seconds.
+	upper := func(r int64) (int64, bool) { return r * sec, true }
+	tests := []struct {
+		name   string
+		recs   []*LeaseRecord
+		events []Event
+		want   string // "" = no violation
+	}{
+		{"expired on time",
+			[]*LeaseRecord{{ID: 1, TTL: 2, GrantCall: 1 * sec, Keys: []string{ea, eb}}},
+			[]Event{put(2, ea), put(3, eb), del(5, ea), del(5, eb)}, ""},
+		{"kept alive",
+			[]*LeaseRecord{{ID: 2, TTL: 10, KeepAlive: true, Keys: []string{ka}, Renewals: []int64{3 * sec}}},
+			[]Event{put(2, ka)}, ""},
+		{"expired early",
+			[]*LeaseRecord{{ID: 1, TTL: 2, GrantCall: 1 * sec, Keys: []string{ea, eb}}},
+			[]Event{put(2, ea), put(2, eb), del(2, ea), del(2, eb)}, "early"},
+		{"never expired",
+			[]*LeaseRecord{{ID: 1, TTL: 2, GrantCall: 1 * sec, Keys: []string{ea}}},
+			[]Event{put(2, ea)}, "never deleted"},
+		{"deleted twice",
+			[]*LeaseRecord{{ID: 1, TTL: 2, Keys: []string{ea}}},
+			[]Event{put(2, ea), del(4, ea), del(5, ea)}, "deleted 2 times"},
+		{"keys of one lease deleted apart",
+			[]*LeaseRecord{{ID: 1, TTL: 2, Keys: []string{ea, eb}}},
+			[]Event{put(2, ea), put(2, eb), del(4, ea), del(5, eb)}, "different revisions"},
+		{"kept-alive lease expired while renewed",
+			[]*LeaseRecord{{ID: 2, TTL: 10, KeepAlive: true, Keys: []string{ka}, Renewals: []int64{3 * sec, 6 * sec}}},
+			[]Event{put(2, ka), del(9, ka)}, "early"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			last := int64(0)
+			for _, e := range tt.events {
+				last = max(last, e.Rev)
+			}
+			_, bad, _ := CheckLeases(tt.recs, NewHistory(Root, last, tt.events), upper)
+			if tt.want == "" {
+				if len(bad) > 0 {
+					t.Fatalf("violations %q, want none", bad)
+				}
+				return
+			}
+			for _, b := range bad {
+				if strings.Contains(b, tt.want) {
+					return
+				}
+			}
+			t.Fatalf("violations %q, want one containing %q", bad, tt.want)
+		})
+	}
+}

@@ -1,0 +1,440 @@
+package robustness
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+	store "github.com/embedkv/store"
+	"github.com/embedkv/store/internal/robustness/testcluster"
+)
+
+// Root is the prefix every key of a run lives under; KVPrefix holds the
+// linearizability workload's keys.
+const (
+	Root     = "rb/"
+	KVPrefix = Root + "kv/"
+)
+
+// RunConfig configures one run.
+type RunConfig struct {
+	Nodes    int
+	Seed     uint64
+	Duration time.Duration // of the workload under faults
+	Faults   []FaultKind   // nil: AllFaults
+	Workload Workload      // zero: DefaultWorkload(KVPrefix)
+	// Artifacts is where a failing run writes porcupine's visualisation
+	// and its operations (default $EMBEDKV_ARTIFACTS, else a directory
+	// under os.TempDir that survives the test).
+	Artifacts string
+	Logger    *slog.Logger
+
+	// doctor, if set, alters the recorded operations before the checks
+	// (self-tests that the checks fail); such runs stay out of the totals.
+	doctor func([]Op)
+}
+
+// Result is what a run found. Problems lists every failed property.
+type Result struct {
+	Name                  string
+	Seed                  uint64
+	Ops                   OpCounts
+	Witness               *WitnessReport
+	Porcupine             PorcupineResult
+	Revisions             int64 // of the final committed history
+	LostBefore, LostAfter int   // acknowledged writes missing after heal / after full restart
+	WatchEvents           int
+	WatchViolations       []string
+	Leases                LeaseTotals
+	Faults                *NemesisReport
+	Problems              []string
+}
+
+// Linearizable reports whether both checkers accepted the history.
+func (r *Result) Linearizable() bool {
+	return r.Witness != nil && len(r.Witness.Violations) == 0 && r.Porcupine.Result == porcupine.Ok
+}
+
+// Lines is the run's summary, one line per property.
+func (r *Result) Lines() []string {
+	lin := 0
+	if r.Linearizable() {
+		lin = 1
+	}
+	u := r.Witness
+	if u == nil {
+		u = &WitnessReport{}
+	}
+	faults := map[FaultKind]int{}
+	if r.Faults != nil {
+		faults = r.Faults.Injected
+	}
+	return []string{
+		fmt.Sprintf("histories checked: 1 (linearizable: %d; porcupine %s on %d operations in %v, witness violations %d)",
+			lin, r.Porcupine.Result, r.Porcupine.Operations, r.Porcupine.Elapsed.Round(time.Millisecond), len(u.Violations)),
+		fmt.Sprintf("operations: %d (ok %d, failed %d, unknown %d: applied %d, not applied %d, unresolved %d); revisions %d",
+			r.Ops.Total, r.Ops.OK, r.Ops.Failed, r.Ops.Unknown, u.UnknownApplied, u.UnknownNotApplied, u.UnknownUnresolved, r.Revisions),
+		fmt.Sprintf("acknowledged writes lost: %d (after heal %d, after full restart %d)", r.LostBefore+r.LostAfter, r.LostBefore, r.LostAfter),
+		fmt.Sprintf("watch events checked: %d, violations: %d", r.WatchEvents, len(r.WatchViolations)),
+		fmt.Sprintf("lease expiries checked: %d, kept-alive leases checked: %d, violations: %d",
+			r.Leases.Expiries, r.Leases.KeptAlive, r.Leases.Violations),
+		fmt.Sprintf("faults injected: %s", FaultCounts(faults)),
+	}
+}
+
+// Run runs the workload against a fresh cluster under the nemesis, then
+// checks every property, and reports failures through t.Errorf (with the
+// seed). It returns the result for the summary.
+func Run(t testing.TB, cfg RunConfig) *Result {
+	t.Helper()
+	res := &Result{Name: t.Name(), Seed: cfg.Seed}
+	t.Logf("seed %d (rerun with EMBEDKV_SEED=%d)", cfg.Seed, cfg.Seed)
+	defer func() {
+		for _, p := range res.Problems {
+			t.Errorf("seed %d: %s", cfg.Seed, p)
+		}
+		for _, l := range res.Lines() {
+			t.Log(l)
+		}
+		if cfg.doctor == nil {
+			totals.add(res)
+		}
+	}()
+	problem := func(format string, a ...any) { res.Problems = append(res.Problems, fmt.Sprintf(format, a...)) }
+	if cfg.Workload.Prefix == "" {
+		cfg.Workload = DefaultWorkload(KVPrefix)
+	}
+	if cfg.Faults == nil {
+		cfg.Faults = AllFaults
+	}
+	rng := rand.New(rand.NewPCG(cfg.Seed, 0x656d6265646b76))
+	clusterSeed, clientSeed, leaseSeed := rng.Uint64(), rng.Uint64(), rng.Uint64()
+	schedule := Schedule(rng, cfg.Faults, 1000)
+
+	c := testcluster.New(t, testcluster.Options{
+		Nodes: cfg.Nodes, Seed: clusterSeed, Logger: cfg.Logger,
+		Config: func(_ int, sc *store.Config) {
+			sc.CompactionRetention = -1 // reads at every past revision
+			// Snapshots, log compaction, restores on restart and
+			// InstallSnapshot to lagging followers all happen in a run.
+			sc.SnapshotThreshold, sc.TrailingLogs = 128, 160
+			sc.SnapshotInterval = time.Second
+		},
+	})
+	clk := NewClock()
+	watchers := StartWatchers(c, clk, Root)
+	defer watchers.Stop()
+
+	// Clients and nemesis.
+	cctx, stopClients := context.WithCancel(context.Background())
+	defer stopClients()
+	opsCh := make(chan []Op, 1)
+	go func() { opsCh <- RunClients(cctx, c, clk, cfg.Workload, clientSeed) }()
+	leases := StartLeases(cctx, c, clk, leaseSeed)
+	defer leases.StopRenewing()
+	nctx, stopNemesis := context.WithTimeout(context.Background(), cfg.Duration)
+	nem := &Nemesis{C: c, Schedule: schedule, Recover: 30 * time.Second}
+	res.Faults = nem.Run(nctx, clk)
+	stopNemesis()
+	for _, e := range res.Faults.Errors {
+		problem("nemesis: %s", e)
+	}
+	time.Sleep(time.Second) // clients finish on a healthy cluster
+	stopClients()
+	ops := <-opsCh
+	if cfg.doctor != nil {
+		cfg.doctor(ops)
+	}
+	res.Ops = CountOps(ops)
+	t.Logf("errors by class: %v", res.Ops.Errors)
+	for _, l := range res.Faults.Log {
+		t.Log("nemesis", l)
+	}
+
+	// Heal, let the expiring leases expire, and read the committed history
+	// on every node.
+	c.Heal()
+	if err := WaitExpired(c, 60*time.Second); err != nil {
+		problem("leases: %v", err)
+	}
+	hist, err := settle(c)
+	leases.StopRenewing()
+	if err != nil {
+		problem("after healing: %v", err)
+		return res
+	}
+	if err := watchers.WaitFor(hist.Rev, 30*time.Second); err != nil {
+		problem("%v", err)
+	}
+	watchers.Stop()
+	for _, v := range hist.Validate(true) {
+		problem("%s", v)
+	}
+	res.LostBefore = len(LostWrites(ops, hist))
+	for _, l := range watchers.Logs {
+		n, bad := CheckWatch(fmt.Sprintf("watcher on %s", c.ID(l.Node)), l.Responses, hist, 1, hist.Rev)
+		res.WatchEvents += n
+		res.WatchViolations = append(res.WatchViolations, bad...)
+	}
+
+	// Kill every node, restart them all from disk, and read again.
+	for i := range c.N() {
+		if err := c.Kill(i); err != nil {
+			problem("full kill: %v", err)
+		}
+	}
+	for i := range c.N() {
+		if err := c.Restart(i); err != nil {
+			problem("full restart: %v", err)
+			return res
+		}
+	}
+	final, err := settle(c)
+	if err != nil {
+		problem("after the full restart: %v", err)
+		return res
+	}
+	if d := hist.Diff(final); d != "" || final.Rev < hist.Rev {
+		problem("history changed across the full restart (%d -> %d revisions): %s", hist.Rev, final.Rev, d)
+	}
+	res.Revisions = final.Rev
+	res.LostAfter = len(LostWrites(ops, final))
+	for _, op := range append(LostWrites(ops, hist), LostWrites(ops, final)...) {
+		problem("acknowledged write lost: %s", op)
+	}
+	n, bad := checkResume(c, final, rng)
+	res.WatchEvents += n
+	res.WatchViolations = append(res.WatchViolations, bad...)
+	for _, v := range res.WatchViolations {
+		problem("watch: %s", v)
+	}
+
+	bounds := NewBounds(ops, FirstSeen(watchers.Logs), final.Rev)
+	lt, bad, notes := CheckLeases(leases.Records(), hist, bounds.After)
+	res.Leases = lt
+	for _, v := range bad {
+		problem("lease: %s", v)
+	}
+	for _, n := range notes {
+		t.Log(n)
+	}
+
+	// Linearizability, twice.
+	res.Witness = CheckWitness(ops, final, cfg.Workload.Prefix)
+	for _, v := range res.Witness.Violations {
+		problem("witness: %s", v)
+	}
+	ph := PorcupineHistory(ops, cfg.Workload.Keys, res.Witness, bounds)
+	dir := artifactsDir(cfg.Artifacts)
+	name := fmt.Sprintf("%s-seed%d", sanitize(t.Name()), cfg.Seed)
+	res.Porcupine = CheckPorcupine(ph, 3*time.Minute, dir, name)
+	if res.Porcupine.Result != porcupine.Ok {
+		problem("porcupine: %s (visualisation: %s %v)", res.Porcupine.Result, res.Porcupine.Visualization, res.Porcupine.VisErr)
+	}
+	if len(res.Problems) > 0 {
+		path := filepath.Join(dir, name+"-ops.json")
+		dump := struct {
+			Ops     []Op
+			History []Event
+		}{Ops: ops}
+		for _, evs := range final.Events {
+			dump.History = append(dump.History, evs...)
+		}
+		if b, err := json.Marshal(dump); err == nil && os.MkdirAll(dir, 0o755) == nil && os.WriteFile(path, b, 0o644) == nil {
+			t.Logf("operations and history written to %s", path)
+		}
+	}
+	return res
+}
+
+// settle waits for an agreed leader and for every node to apply the same
+// last revision, then reads the committed history of Root on every node and
+// checks the replicas agree. It returns the first node's history.
+func settle(c *testcluster.Cluster) (*History, error) {
+	if _, err := c.WaitLeader(30 * time.Second); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var rev int64
+	for {
+		// A linearizable read on each node makes it apply everything
+		// committed before; repeat until every node reports the same
+		// revision (a write may still land while this runs).
+		lo, hi := int64(1<<62), int64(0)
+		for i := range c.N() {
+			r, err := linearizableRev(ctx, c.Node(i))
+			if err != nil {
+				return nil, fmt.Errorf("read on %s: %w", c.ID(i), err)
+			}
+			lo, hi = min(lo, r), max(hi, r)
+		}
+		if lo == hi {
+			rev = hi
+			break
+		}
+	}
+	var first *History
+	for i := range c.N() {
+		h, err := ReadHistory(ctx, c.Node(i), Root, rev)
+		if err != nil {
+			return nil, fmt.Errorf("history of %s: %w", c.ID(i), err)
+		}
+		if first == nil {
+			first = h
+		} else if d := first.Diff(h); d != "" {
+			return nil, fmt.Errorf("replicas disagree: %s vs %s: %s", c.ID(0), c.ID(i), d)
+		}
+	}
+	return first, nil
+}
+
+// linearizableRev returns s's revision after a linearizable read, retrying
+// while the cluster settles.
+func linearizableRev(ctx context.Context, s *store.Store) (int64, error) {
+	for {
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		r, err := s.Get(rctx, Root, store.WithPrefix(), store.WithCountOnly())
+		cancel()
+		if err == nil {
+			return r.Header.Revision, nil
+		}
+		if ctx.Err() != nil {
+			return 0, err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// checkResume opens, on every node, a watch from a random past revision
+// and checks it replays exactly the history from there (resumable).
+func checkResume(c *testcluster.Cluster, h *History, rng *rand.Rand) (int, []string) {
+	total := 0
+	var bad []string
+	if h.Rev < 2 {
+		return 0, nil
+	}
+	for i := range c.N() {
+		from := 1 + rng.Int64N(h.Rev)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		var resps []WatchResponse
+		for resp := range c.Node(i).Watch(ctx, Root, store.WithPrefix(), store.WithRev(from)) {
+			// Revisions after h (a kept-alive lease expiring now that
+			// renewals stopped) are not part of the check.
+			r := WatchResponse{Canceled: resp.Canceled}
+			for _, e := range watchEvents(resp) {
+				if e.Rev <= h.Rev {
+					r.Events = append(r.Events, e)
+				}
+			}
+			if err := resp.Err(); err != nil {
+				r.Err = err.Error()
+			}
+			resps = append(resps, r)
+			if n := len(r.Events); n > 0 && r.Events[n-1].Rev == h.Rev {
+				break
+			}
+		}
+		cancel()
+		n, b := CheckWatch(fmt.Sprintf("watch on %s resumed from %d", c.ID(i), from), resps, h, from, h.Rev)
+		total += n
+		bad = append(bad, b...)
+	}
+	return total, bad
+}
+
+func artifactsDir(dir string) string {
+	if dir == "" {
+		dir = os.Getenv("EMBEDKV_ARTIFACTS")
+	}
+	if dir == "" {
+		dir = filepath.Join(os.TempDir(), "embedkv-robustness")
+	}
+	return dir
+}
+
+func sanitize(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}
+
+// totals aggregates the results of every run in the test binary, for the
+// summary TestMain prints.
+var totals = &Totals{Faults: map[FaultKind]int{}}
+
+// Totals sums Results.
+type Totals struct {
+	mu                         sync.Mutex
+	Histories, Linearizable    int
+	Ops                        OpCounts
+	UnknownApplied, NotApplied int
+	Lost                       int
+	WatchEvents, WatchBad      int
+	Faults                     map[FaultKind]int
+	Leases                     LeaseTotals
+	Seeds                      []uint64
+}
+
+// LeaseTotals sums the lease property's checks.
+type LeaseTotals struct {
+	Expiries, KeptAlive, Violations int
+}
+
+func (t *Totals) add(r *Result) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.Histories++
+	if r.Linearizable() {
+		t.Linearizable++
+	}
+	t.Ops.Total += r.Ops.Total
+	t.Ops.OK += r.Ops.OK
+	t.Ops.Failed += r.Ops.Failed
+	t.Ops.Unknown += r.Ops.Unknown
+	if r.Witness != nil {
+		t.UnknownApplied += r.Witness.UnknownApplied
+		t.NotApplied += r.Witness.UnknownNotApplied
+	}
+	t.Lost += r.LostBefore + r.LostAfter
+	t.WatchEvents += r.WatchEvents
+	t.WatchBad += len(r.WatchViolations)
+	if r.Faults != nil {
+		for k, n := range r.Faults.Injected {
+			t.Faults[k] += n
+		}
+	}
+	t.Leases.Expiries += r.Leases.Expiries
+	t.Leases.KeptAlive += r.Leases.KeptAlive
+	t.Leases.Violations += r.Leases.Violations
+	t.Seeds = append(t.Seeds, r.Seed)
+}
+
+// Lines is the summary of every run so far, one line per property.
+func (t *Totals) Lines() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return []string{
+		fmt.Sprintf("histories checked: %d (linearizable: %d)", t.Histories, t.Linearizable),
+		fmt.Sprintf("operations: %d (ok %d, failed %d, unknown %d: %d applied, %d not applied)",
+			t.Ops.Total, t.Ops.OK, t.Ops.Failed, t.Ops.Unknown, t.UnknownApplied, t.NotApplied),
+		fmt.Sprintf("acknowledged writes lost: %d", t.Lost),
+		fmt.Sprintf("watch events checked: %d, violations: %d", t.WatchEvents, t.WatchBad),
+		fmt.Sprintf("lease expiries checked: %d, kept-alive leases checked: %d, violations: %d",
+			t.Leases.Expiries, t.Leases.KeptAlive, t.Leases.Violations),
+		fmt.Sprintf("faults injected: %s", FaultCounts(t.Faults)),
+		fmt.Sprintf("seeds: %v", t.Seeds),
+	}
+}
