@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/embedkv/store/internal/fakeclock"
 	"go.uber.org/goleak"
 )
 
@@ -12,70 +13,11 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// fakeClock is a Clock that only moves when Advance is called. After
-// channels fire when an Advance reaches their time.
-type fakeClock struct {
-	mu      sync.Mutex
-	now     time.Time
-	waiters []fakeWaiter
-	afters  int // After calls so far
-}
-
-// fakeWaiter is a pending After channel.
-type fakeWaiter struct {
-	at time.Time
-	ch chan time.Time
-}
+// fakeClock is the shared manual clock; see internal/fakeclock.
+type fakeClock = fakeclock.Clock
 
 func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)}
-}
-
-// Now implements Clock.
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-// After implements Clock: the channel fires once an Advance reaches now+d
-// (at once if d <= 0).
-func (c *fakeClock) After(d time.Duration) <-chan time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.afters++
-	ch := make(chan time.Time, 1)
-	if d <= 0 {
-		ch <- c.now
-		return ch
-	}
-	c.waiters = append(c.waiters, fakeWaiter{at: c.now.Add(d), ch: ch})
-	return ch
-}
-
-// Advance moves the clock forward by d and fires every After channel whose
-// time has come.
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-	kept := c.waiters[:0]
-	for _, w := range c.waiters {
-		if w.at.After(c.now) {
-			kept = append(kept, w)
-			continue
-		}
-		w.ch <- c.now
-	}
-	clear(c.waiters[len(kept):])
-	c.waiters = kept
-}
-
-// afterCalls returns how many times After was called.
-func (c *fakeClock) afterCalls() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.afters
+	return fakeclock.New(time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC))
 }
 
 // quiescent reports whether the expiry goroutine (if any) is waiting, with
@@ -207,7 +149,7 @@ func TestFakeClock(t *testing.T) {
 	if got, want := c.Now().Sub(start), 2*time.Second; got != want {
 		t.Fatalf("Now advanced by %v, want %v", got, want)
 	}
-	if got, want := c.afterCalls(), 3; got != want {
+	if got, want := c.AfterCalls(), 3; got != want {
 		t.Fatalf("afterCalls = %d, want %d", got, want)
 	}
 }
