@@ -143,25 +143,7 @@ func (g *group[T]) filter(evs []*mvcc.Event) []*mvcc.Event {
 	if g.kind == kindAll {
 		return evs
 	}
-	n := 0
-	for _, ev := range evs {
-		if g.contains(ev.Kv.Key) {
-			n++
-		}
-	}
-	switch n {
-	case 0:
-		return nil
-	case len(evs):
-		return evs
-	}
-	out := make([]*mvcc.Event, 0, n)
-	for _, ev := range evs {
-		if g.contains(ev.Kv.Key) {
-			out = append(out, ev)
-		}
-	}
-	return out
+	return keepEvents(evs, func(ev *mvcc.Event) bool { return g.contains(ev.Kv.Key) })
 }
 
 // filterType drops the event types flags filter out: it returns evs itself
@@ -170,12 +152,18 @@ func filterType(evs []*mvcc.Event, flags uint8) []*mvcc.Event {
 	if flags&(flagFilterPut|flagFilterDelete) == 0 {
 		return evs
 	}
-	keep := func(ev *mvcc.Event) bool {
+	return keepEvents(evs, func(ev *mvcc.Event) bool {
 		if ev.Type == mvcc.EventPut {
 			return flags&flagFilterPut == 0
 		}
 		return flags&flagFilterDelete == 0
-	}
+	})
+}
+
+// keepEvents returns the events of evs that keep accepts: evs itself when
+// all are kept (no allocation on the common path), nil when none is, else a
+// new slice.
+func keepEvents(evs []*mvcc.Event, keep func(*mvcc.Event) bool) []*mvcc.Event {
 	n := 0
 	for _, ev := range evs {
 		if keep(ev) {
