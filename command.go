@@ -139,7 +139,12 @@ type pooledEncoder struct {
 
 // encodeCommand returns typ followed by the msgpack encoding of v, in a new
 // slice owned by the caller.
-func encodeCommand(typ byte, v any) ([]byte, error) {
+func encodeCommand(typ byte, v any) ([]byte, error) { return encode([]byte{typ}, v) }
+
+// encodeMsgpack returns the msgpack encoding of v alone (snapshot metadata).
+func encodeMsgpack(v any) ([]byte, error) { return encode(nil, v) }
+
+func encode(prefix []byte, v any) ([]byte, error) {
 	pe := encPool.Get().(*pooledEncoder)
 	defer func() {
 		if pe.buf.Cap() <= 1<<20 {
@@ -147,7 +152,7 @@ func encodeCommand(typ byte, v any) ([]byte, error) {
 		}
 	}()
 	pe.buf.Reset()
-	pe.buf.WriteByte(typ)
+	pe.buf.Write(prefix)
 	if err := pe.enc.Encode(v); err != nil {
 		return nil, err
 	}

@@ -51,11 +51,11 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 func (s *fsmSnapshot) Release() {}
 
 func writeFSMSnapshot(w io.Writer, s *fsmSnapshot) error {
-	meta, err := encodeCommand(0, &snapMeta{Index: s.index, NextLeaseID: s.nextLeaseID})
+	meta, err := encodeMsgpack(&snapMeta{Index: s.index, NextLeaseID: s.nextLeaseID})
 	if err != nil {
 		return err
 	}
-	sw, err := snapshot.NewWriter(w, snapshot.Header{Kind: fsmSnapshotKind, Version: fsmSnapshotVersion, Meta: meta[1:]})
+	sw, err := snapshot.NewWriter(w, snapshot.Header{Kind: fsmSnapshotKind, Version: fsmSnapshotVersion, Meta: meta})
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math"
+
+	"github.com/embedkv/store/mvcc"
 )
 
 type opType uint8
@@ -120,7 +122,7 @@ func (op *Op) keyRange() (key, end []byte, err error) {
 		if len(key) == 0 {
 			return []byte{0}, []byte{0}, nil
 		}
-		return key, prefixEnd(key), nil
+		return key, mvcc.PrefixEnd(key), nil
 	case op.fromKey:
 		if len(key) == 0 {
 			key = []byte{0}
@@ -140,20 +142,6 @@ func (op *Op) keyRange() (key, end []byte, err error) {
 		return nil, nil, ErrEmptyKey
 	}
 	return key, nil, nil
-}
-
-// prefixEnd returns the smallest key greater than every key with the prefix,
-// or "\x00" (no end) when the prefix is all 0xff bytes.
-func prefixEnd(prefix []byte) []byte {
-	end := make([]byte, len(prefix))
-	copy(end, prefix)
-	for i := len(end) - 1; i >= 0; i-- {
-		if end[i] < 0xff {
-			end[i]++
-			return end[:i+1]
-		}
-	}
-	return []byte{0}
 }
 
 // CompareTarget is what a Cmp looks at.
@@ -215,7 +203,7 @@ func (c Cmp) WithPrefix() Cmp {
 		c.key, c.end = []byte{0}, []byte{0}
 		return c
 	}
-	c.end = prefixEnd(c.key)
+	c.end = mvcc.PrefixEnd(c.key)
 	return c
 }
 

@@ -123,9 +123,7 @@ func (s *Store) Watch(ctx context.Context, key string, opts ...OpOption) WatchCh
 }
 
 func (op *Op) watchOptions() (watch.Options, error) {
-	if op.limit != 0 || op.sortTarget != 0 || op.sortOrder != 0 || op.keysOnly || op.countOnly ||
-		op.minModRev != 0 || op.maxModRev != 0 || op.minCreateRev != 0 || op.maxCreateRev != 0 ||
-		op.lease != 0 || op.ignoreValue || op.ignoreLease || op.serializable {
+	if op.readShapeOptionsSet() || op.lease != 0 || op.ignoreValue || op.ignoreLease || op.serializable {
 		return watch.Options{}, fmt.Errorf("%w: read and write options do not apply to Watch", ErrInvalidArgument)
 	}
 	if op.rev < 0 {

@@ -22,8 +22,12 @@ type limits struct {
 // stall the state machine.
 var applyLimits = limits{maxTxnOps: 1 << 14, maxTxnDepth: maxTxnDepthLimit, maxTotalOps: 1 << 14}
 
-func (op *Op) getOptionsSet() bool {
-	return op.rev != 0 || op.limit != 0 || op.sortTarget != 0 || op.sortOrder != 0 ||
+// getOptionsSet reports options only a Get takes; readShapeOptionsSet the
+// same without WithRev, which Watch takes too.
+func (op *Op) getOptionsSet() bool { return op.rev != 0 || op.readShapeOptionsSet() }
+
+func (op *Op) readShapeOptionsSet() bool {
+	return op.limit != 0 || op.sortTarget != 0 || op.sortOrder != 0 ||
 		op.keysOnly || op.countOnly || op.minModRev != 0 || op.maxModRev != 0 ||
 		op.minCreateRev != 0 || op.maxCreateRev != 0
 }

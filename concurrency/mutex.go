@@ -40,9 +40,7 @@ func (m *Mutex) TryLock(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// If no key is older than ours, we hold the lock.
-	if owner := ownerOf(resp, 1); owner == nil || owner.CreateRevision == m.myRev {
-		m.hdr = &resp.Header
+	if m.acquired(resp) {
 		return nil
 	}
 	// Held by another session: withdraw from the queue. The clean-up
@@ -54,6 +52,16 @@ func (m *Mutex) TryLock(ctx context.Context) error {
 	}
 	m.myKey, m.myRev = "\x00", -1
 	return ErrLocked
+}
+
+// acquired reports, after tryAcquire, whether no key is older than ours
+// (we hold the lock), and records the response header if so.
+func (m *Mutex) acquired(resp *store.TxnResponse) bool {
+	if owner := ownerOf(resp, 1); owner == nil || owner.CreateRevision == m.myRev {
+		m.hdr = &resp.Header
+		return true
+	}
+	return false
 }
 
 // Lock acquires the lock, waiting as long as ctx allows. Waiters acquire in
@@ -69,8 +77,7 @@ func (m *Mutex) Lock(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if owner := ownerOf(resp, 1); owner == nil || owner.CreateRevision == m.myRev {
-		m.hdr = &resp.Header
+	if m.acquired(resp) {
 		return nil
 	}
 
