@@ -181,7 +181,11 @@ func (c *Client) drop(cc *clientConn) {
 // dialAndRead dials cc, starts its writer and then runs its reader until
 // the connection fails.
 func (c *Client) dialAndRead(cc *clientConn) {
-	raw, conn, err := dial(c.ctx, cc.addr, c.cfg.TLS, c.cfg.DialTimeout)
+	header, err := appendPreamble([]byte{ProtoRPC}, hello(c.cfg.Hello))
+	var raw, conn net.Conn
+	if err == nil {
+		raw, conn, err = dial(c.ctx, cc.addr, c.cfg.TLS, c.cfg.DialTimeout)
+	}
 	if err != nil {
 		if c.ctx.Err() != nil {
 			err = ErrClosed
@@ -193,7 +197,7 @@ func (c *Client) dialAndRead(cc *clientConn) {
 		return
 	}
 	fc := newFrameConn(conn, raw.Close, c.cfg.MaxFrameBytes)
-	_ = fc.bw.WriteByte(ProtoRPC) // sent with the first batch
+	_, _ = fc.bw.Write(header) // sent with the first batch
 
 	c.mu.Lock()
 	if c.closed {
@@ -301,9 +305,20 @@ func (cc *clientConn) fail(cause error) {
 	}
 }
 
-// dial connects to addr over TCP, with TLS when cfg is set, within timeout
-// (or until ctx ends). raw is the TCP connection, conn the one to use.
-func dial(ctx context.Context, addr string, cfg *tls.Config, timeout time.Duration) (raw, conn net.Conn, err error) {
+// dial connects to addr over TCP within timeout (or until ctx ends), with
+// TLS when tlsFor is set: tlsFor(addr) gives the configuration, and the
+// handshake counts against the same timeout. raw is the TCP connection,
+// conn the one to use.
+func dial(ctx context.Context, addr string, tlsFor func(string) (*tls.Config, error), timeout time.Duration) (raw, conn net.Conn, err error) {
+	var cfg *tls.Config
+	if tlsFor != nil {
+		if cfg, err = tlsFor(addr); err != nil {
+			return nil, nil, fmt.Errorf("tls config for %s: %w", addr, err)
+		}
+		if cfg == nil {
+			return nil, nil, fmt.Errorf("tls config for %s: the TLS function returned no configuration", addr)
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var d net.Dialer

@@ -15,7 +15,7 @@ const (
 	// DefaultHandshakeTimeout bounds a server-side TLS handshake.
 	DefaultHandshakeTimeout = 5 * time.Second
 	// DefaultFirstByteTimeout bounds the wait for a connection's protocol
-	// byte.
+	// byte and preamble.
 	DefaultFirstByteTimeout = 5 * time.Second
 	// DefaultMaxFrameBytes bounds one RPC frame (everything after its length
 	// prefix).
@@ -28,7 +28,7 @@ const (
 )
 
 // maxPendingConns bounds the accepted connections that are still in their
-// TLS handshake or waiting for their protocol byte.
+// TLS handshake, waiting for their protocol byte or preamble, or in Admit.
 const maxPendingConns = 256
 
 // Config configures a Mux. The zero value listens on 127.0.0.1 with an
@@ -43,12 +43,33 @@ type Config struct {
 	// ServerTLS, when set, makes the Mux accept only TLS connections. Set
 	// ClientAuth to tls.RequireAndVerifyClientCert for mutual TLS.
 	ServerTLS *tls.Config
-	// ClientTLS, when set, makes the raft stream layer dial with TLS.
-	ClientTLS *tls.Config
+	// ClientTLS, when set, makes the raft stream layer dial with TLS: it is
+	// called at every dial with the address being dialled and returns the
+	// TLS configuration for it, so that the caller can pin the identity
+	// expected at that address. An empty ServerName is set to the
+	// address's host (on a copy). An error, or a nil configuration, fails
+	// that dial. nil means plain TCP.
+	ClientTLS func(addr string) (*tls.Config, error)
+	// Hello, when set, is called at every raft dial for what the dial
+	// announces in its preamble (see Hello), so the value may change over
+	// time; nil announces the zero Hello. A node ID longer than
+	// MaxNodeIDLen fails the dial.
+	Hello func() Hello
+	// Admit, when set, decides whether an accepted connection is served.
+	// It is called once the protocol byte and the preamble have been read,
+	// before the connection reaches raft or the RPC Handler; an error
+	// closes the connection and is logged at Warn level with the remote
+	// address and protocol, so it must not contain secrets. It is called
+	// from each connection's own goroutine, concurrently for different
+	// connections, and must return promptly: until it does, the
+	// connection counts against the limit of 256 connections not yet
+	// identified, and Mux.Close waits for it. A panic rejects the
+	// connection. nil admits every connection.
+	Admit func(PeerInfo) error
 	// HandshakeTimeout bounds a server-side TLS handshake (default 5s).
 	HandshakeTimeout time.Duration
-	// FirstByteTimeout bounds the wait for a connection's protocol byte,
-	// after the TLS handshake (default 5s).
+	// FirstByteTimeout bounds the wait for a connection's protocol byte
+	// and preamble, together, after the TLS handshake (default 5s).
 	FirstByteTimeout time.Duration
 	// MaxFrameBytes bounds an RPC frame, request or response, not counting
 	// its 4-byte length prefix (default 8 MiB; at least 9, the
@@ -63,8 +84,18 @@ type Config struct {
 
 // ClientConfig configures a Client.
 type ClientConfig struct {
-	// TLS, when set, makes the Client dial with TLS; nil means plain TCP.
-	TLS *tls.Config
+	// TLS, when set, makes the Client dial with TLS: it is called at every
+	// dial with the address being dialled and returns the TLS
+	// configuration for it, so that the caller can pin the identity
+	// expected at that address. An empty ServerName is set to the
+	// address's host (on a copy). An error, or a nil configuration, fails
+	// that dial, and the calls waiting for it. nil means plain TCP.
+	TLS func(addr string) (*tls.Config, error)
+	// Hello, when set, is called at every dial for what the connection
+	// announces in its preamble (see Hello), so the value may change over
+	// time; nil announces the zero Hello. A node ID longer than
+	// MaxNodeIDLen fails the dial.
+	Hello func() Hello
 	// DialTimeout bounds a dial, TLS handshake included (default 2s).
 	DialTimeout time.Duration
 	// MaxFrameBytes bounds an RPC frame, request or response, not counting
@@ -145,3 +176,11 @@ func (g *group) Go(f func()) {
 
 // Wait waits for every goroutine started with Go.
 func (g *group) Wait() { g.wg.Wait() }
+
+// hello calls f, or returns the zero Hello when f is nil.
+func hello(f func() Hello) Hello {
+	if f == nil {
+		return Hello{}
+	}
+	return f()
+}

@@ -5,19 +5,52 @@
 // carries with its first byte:
 //
 //   - ProtoRaft ('R'): a hashicorp/raft NetworkTransport stream. These
-//     connections are handed, first byte consumed, to the raft.StreamLayer
-//     returned by Mux.RaftLayer.
+//     connections are handed, protocol byte and preamble consumed, to the
+//     raft.StreamLayer returned by Mux.RaftLayer.
 //   - ProtoRPC ('N'): the multiplexed node RPC protocol used by followers to
 //     forward writes and read-index requests to the leader. They are served
 //     by the Handler given to Mux.ServeRPC.
 //
-// Any other first byte closes the connection. The first byte must arrive
-// within Config.FirstByteTimeout (after the TLS handshake when
+// Any other first byte closes the connection.
+//
+// # Preamble and admission
+//
+// Right after the protocol byte, every dialer (the raft stream layer's
+// Dial and the Client) announces itself with a preamble carrying a Hello:
+//
+//	uint8  version, 1
+//	[16]byte cluster ID
+//	uint8  n, the length of the node ID (0 to 255)
+//	[n]byte node ID
+//
+// The protocol's own bytes follow immediately. Dialers take their Hello
+// from Config.Hello and ClientConfig.Hello at every dial; a node ID over
+// MaxNodeIDLen bytes fails the dial.
+//
+// The Mux reads the protocol byte and the preamble (and never a byte more)
+// within Config.FirstByteTimeout, after the TLS handshake when
 // Config.ServerTLS is set, which must itself finish within
-// Config.HandshakeTimeout); at most 256 connections may be
-// waiting for their first byte at once, so a flood of idle connections
-// cannot exhaust memory: the accept loop stops accepting until one of them
-// finishes.
+// Config.HandshakeTimeout. It then calls Config.Admit with a PeerInfo:
+// the protocol, the Hello, the remote address and, with TLS, the
+// connection state (the client's verified certificates, with mutual TLS).
+// A connection that Admit rejects, or whose preamble is malformed (wrong
+// version, truncated, late), is closed and logged at Warn level; it never
+// reaches raft nor the Handler. Dialers are not told why: a rejected raft
+// stream reads EOF, and calls on a rejected RPC connection fail, usually
+// with ErrUnknown (their requests went out with the preamble, before the
+// Mux closed the connection), even though no Handler ran. The Hello is only a claim: over plain TCP
+// any peer can announce any cluster and node ID, so Admit must check it
+// against the certificate when identity matters. Handlers find the
+// PeerInfo of their request's connection with PeerFromContext.
+//
+// At most 256 connections may be in their TLS handshake, waiting for their
+// protocol byte or preamble, or in Admit at once, so a flood of idle
+// connections cannot exhaust memory: the accept loop stops accepting
+// until one of them finishes.
+//
+// With Config.ClientTLS and ClientConfig.TLS, dialers use TLS: these
+// functions return the TLS configuration for each address dialled, so
+// that the expected server identity can be pinned per address.
 //
 // # Node RPC
 //

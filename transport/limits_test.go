@@ -14,7 +14,7 @@ import (
 func TestBadFramesCloseConnection(t *testing.T) {
 	const limit = 1024
 	header := func(length uint32) []byte {
-		b := []byte{ProtoRPC}
+		b := connHeader(t, ProtoRPC, Hello{})
 		b = binary.BigEndian.AppendUint32(b, length)
 		return binary.BigEndian.AppendUint64(b, 1)
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,8 +29,9 @@ type Mux struct {
 	cancel context.CancelFunc
 	g      group
 
-	// pending is a semaphore bounding the connections still in their TLS
-	// handshake or waiting for their protocol byte.
+	// pending is a semaphore bounding the connections not yet identified:
+	// in their TLS handshake, waiting for their protocol byte or preamble,
+	// or in Admit.
 	pending chan struct{}
 	layer   *streamLayer
 
@@ -127,7 +129,7 @@ func (m *Mux) Close() error {
 
 // acceptLoop accepts connections until the listener closes. It takes a
 // pending slot before accepting, so at most maxPendingConns connections
-// wait for their first byte; beyond that, new connections wait in the
+// are being identified at once; beyond that, new connections wait in the
 // kernel's backlog.
 func (m *Mux) acceptLoop() {
 	var backoff time.Duration
@@ -165,52 +167,93 @@ func (m *Mux) acceptLoop() {
 	}
 }
 
-// serveConn reads a connection's protocol byte and hands it over.
+// serveConn identifies a connection and hands it over.
 func (m *Mux) serveConn(tc *trackedConn) {
-	proto, err := m.sniff(tc)
+	peer, ok := m.identify(tc)
 	<-m.pending
-	if err != nil {
-		m.log.Debug("transport: dropping connection", "remote", tc.RemoteAddr().String(), "error", err)
+	if !ok {
 		_ = tc.Close()
 		return
 	}
-	switch proto {
+	switch peer.Proto {
 	case ProtoRaft:
 		m.layer.deliver(tc)
 	case ProtoRPC:
 		m.rpcConns.Add(1)
-		m.serveRPCConn(tc)
-	default:
-		m.log.Warn("transport: unknown protocol byte, closing connection",
-			"remote", tc.RemoteAddr().String(), "byte", proto)
-		_ = tc.Close()
+		m.serveRPCConn(tc, peer)
 	}
 }
 
-// sniff completes the TLS handshake when configured and reads the
-// protocol byte, each within its timeout.
-func (m *Mux) sniff(tc *trackedConn) (byte, error) {
+// identify completes the TLS handshake when configured, reads the
+// protocol byte and the preamble (both within FirstByteTimeout) and asks
+// Config.Admit. It logs why and reports false when the connection must be
+// closed instead. It reads nothing past the preamble.
+func (m *Mux) identify(tc *trackedConn) (PeerInfo, bool) {
+	peer := PeerInfo{Remote: tc.RemoteAddr()}
+	remote := peer.Remote.String()
 	if m.cfg.ServerTLS != nil {
 		tlsConn := tls.Server(tc.raw, m.cfg.ServerTLS)
 		ctx, cancel := context.WithTimeout(m.ctx, m.cfg.HandshakeTimeout)
 		err := tlsConn.HandshakeContext(ctx)
 		cancel()
 		if err != nil {
-			return 0, fmt.Errorf("tls handshake: %w", err)
+			m.log.Debug("transport: dropping connection", "remote", remote, "error", fmt.Errorf("tls handshake: %w", err))
+			return peer, false
 		}
 		tc.Conn = tlsConn
+		state := tlsConn.ConnectionState()
+		peer.TLS = &state
 	}
 	if err := tc.SetReadDeadline(time.Now().Add(m.cfg.FirstByteTimeout)); err != nil {
-		return 0, err
+		m.log.Debug("transport: dropping connection", "remote", remote, "error", err)
+		return peer, false
 	}
 	var b [1]byte
 	if _, err := io.ReadFull(tc.Conn, b[:]); err != nil {
-		return 0, fmt.Errorf("reading protocol byte: %w", err)
+		m.log.Debug("transport: dropping connection", "remote", remote, "error", fmt.Errorf("reading protocol byte: %w", err))
+		return peer, false
 	}
+	peer.Proto = b[0]
+	if peer.Proto != ProtoRaft && peer.Proto != ProtoRPC {
+		m.log.Warn("transport: unknown protocol byte, closing connection", "remote", remote, "byte", peer.Proto)
+		return peer, false
+	}
+	h, err := readPreamble(tc.Conn)
+	if err != nil {
+		level := slog.LevelWarn
+		if m.ctx.Err() != nil { // closed under us by Mux.Close
+			level = slog.LevelDebug
+		}
+		m.log.Log(m.ctx, level, "transport: bad connection preamble, closing connection",
+			"remote", remote, "proto", protoName(peer.Proto), "error", err)
+		return peer, false
+	}
+	peer.Hello = h
 	if err := tc.SetReadDeadline(time.Time{}); err != nil {
-		return 0, err
+		m.log.Debug("transport: dropping connection", "remote", remote, "error", err)
+		return peer, false
 	}
-	return b[0], nil
+	if err := m.admit(peer); err != nil {
+		m.log.Warn("transport: connection not admitted, closing it",
+			"remote", remote, "proto", protoName(peer.Proto), "node_id", peer.Hello.NodeID, "error", err)
+		return peer, false
+	}
+	return peer, true
+}
+
+// admit calls Config.Admit, turning a panic into a rejection.
+func (m *Mux) admit(peer PeerInfo) (err error) {
+	if m.cfg.Admit == nil {
+		return nil
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			m.log.Error("transport: Admit panicked",
+				"remote", peer.Remote.String(), "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			err = fmt.Errorf("admit panicked: %v", r)
+		}
+	}()
+	return m.cfg.Admit(peer)
 }
 
 // track registers a connection so that Close closes it. It reports false

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -58,10 +59,26 @@ func TestRaftClusterOverMux(t *testing.T) {
 	defer goleak.VerifyNone(t)
 
 	const n = 3
+	cluster := clusterID("raft-test")
+	// Every raft stream carries its preamble and is admitted before raft
+	// sees it; raft's own bytes must follow intact.
+	var raftAdmits atomic.Int64
+	admit := func(p PeerInfo) error {
+		if p.Hello.ClusterID != cluster {
+			return fmt.Errorf("cluster ID %x, want %x", p.Hello.ClusterID, cluster)
+		}
+		if p.Proto == ProtoRaft {
+			raftAdmits.Add(1)
+		}
+		return nil
+	}
 	nodes := make([]*raftNode, n)
 	var servers []raft.Server
 	for i := range nodes {
-		m, err := Listen(Config{})
+		m, err := Listen(Config{
+			Hello: func() Hello { return Hello{ClusterID: cluster, NodeID: fmt.Sprintf("node%d", i)} },
+			Admit: admit,
+		})
 		if err != nil {
 			t.Fatalf("Listen: %v", err)
 		}
@@ -75,7 +92,7 @@ func TestRaftClusterOverMux(t *testing.T) {
 			Address: raft.ServerAddress(m.Addr()),
 		})
 	}
-	client := NewClient(ClientConfig{})
+	client := NewClient(ClientConfig{Hello: func() Hello { return Hello{ClusterID: cluster, NodeID: "client"} }})
 
 	shutdown := func() {
 		for _, nd := range nodes {
@@ -147,6 +164,10 @@ func TestRaftClusterOverMux(t *testing.T) {
 		for _, e := range entries {
 			eventually(t, fmt.Sprintf("node%d to apply %q", i, e), func() bool { return nd.fsm.has(e) })
 		}
+	}
+
+	if got := raftAdmits.Load(); got < n-1 {
+		t.Errorf("raft streams admitted: got %d, want at least %d", got, n-1)
 	}
 
 	// RPC between the same muxes while raft runs on them.

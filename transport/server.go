@@ -12,7 +12,7 @@ import (
 // Handler serves node RPC requests. It is called in its own goroutine for
 // each request, concurrently with other requests of the same and of other
 // connections; ctx is cancelled when the request's connection or the Mux
-// closes. req belongs to the handler. A returned error is sent to the
+// closes, and carries the connection's PeerInfo (see PeerFromContext). req belongs to the handler. A returned error is sent to the
 // caller as a *RemoteError (see RemoteError); a panic is recovered, logged
 // and sent as an error with code CodeInternal.
 type Handler func(ctx context.Context, method uint8, req []byte) (resp []byte, err error)
@@ -34,8 +34,8 @@ func (m *Mux) ServeRPC(h Handler) {
 // MaxConcurrentPerConn requests are in flight (read, and not yet answered
 // on the wire) at once; beyond that the reader stops reading, which
 // pushes back on the client through TCP flow control.
-func (m *Mux) serveRPCConn(tc *trackedConn) {
-	ctx, cancel := context.WithCancel(m.ctx)
+func (m *Mux) serveRPCConn(tc *trackedConn, peer PeerInfo) {
+	ctx, cancel := context.WithCancel(withPeer(m.ctx, peer))
 	defer cancel()
 	fc := newFrameConn(tc, tc.closeRaw, m.cfg.MaxFrameBytes)
 	fc.inflight = make(chan struct{}, m.cfg.MaxConcurrentPerConn)

@@ -42,8 +42,8 @@ func (l *streamLayer) deliver(c net.Conn) {
 	}
 }
 
-// Accept returns the next raft connection, its protocol byte consumed. It
-// fails once the layer or the Mux is closed.
+// Accept returns the next admitted raft connection, its protocol byte and
+// preamble consumed. It fails once the layer or the Mux is closed.
 func (l *streamLayer) Accept() (net.Conn, error) {
 	select {
 	case <-l.done:
@@ -74,12 +74,19 @@ func (l *streamLayer) Close() error {
 func (l *streamLayer) Addr() net.Addr { return tcpAddr(l.m.addr) }
 
 // Dial connects to the Mux at address (with TLS when Config.ClientTLS is
-// set) within timeout, announces a raft stream and returns the connection.
-// The Mux tracks the connection: Mux.Close closes it if raft has not.
+// set) within timeout, announces a raft stream with the preamble of
+// Config.Hello and returns the connection. It does not wait for the
+// remote Mux to admit the connection: a rejected connection is closed by
+// the remote end. The Mux tracks the connection: Mux.Close closes it if
+// raft has not.
 func (l *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	m := l.m
 	if m.ctx.Err() != nil {
 		return nil, fmt.Errorf("transport: raft dial %s: %w", address, ErrClosed)
+	}
+	header, err := appendPreamble([]byte{ProtoRaft}, hello(m.cfg.Hello))
+	if err != nil {
+		return nil, fmt.Errorf("transport: raft dial %s: %w", address, err)
 	}
 	if timeout <= 0 {
 		timeout = DefaultDialTimeout
@@ -100,7 +107,7 @@ func (l *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (n
 		_ = tc.closeRaw()
 		return nil, fmt.Errorf("transport: raft dial %s: %w", address, err)
 	}
-	if _, err := tc.Write([]byte{ProtoRaft}); err != nil {
+	if _, err := tc.Write(header); err != nil {
 		_ = tc.closeRaw()
 		return nil, fmt.Errorf("transport: raft dial %s: %w", address, err)
 	}

@@ -7,9 +7,12 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -29,8 +32,10 @@ func TestStreamLayerDialAccept(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var cfg Config
+			var clientTLS *tls.Config
 			if tt.tls {
-				cfg.ServerTLS, cfg.ClientTLS = testTLS(t)
+				cfg.ServerTLS, clientTLS = testTLS(t)
+				cfg.ClientTLS = staticTLS(clientTLS)
 			}
 			a := newMux(t, cfg)
 			b := newMux(t, cfg)
@@ -60,7 +65,7 @@ func TestStreamLayerDialAccept(t *testing.T) {
 			b.ServeRPC(echo)
 			var cc ClientConfig
 			if tt.tls {
-				cc.TLS = cfg.ClientTLS
+				cc.TLS = staticTLS(clientTLS)
 			}
 			resp, err := newClient(t, cc).Call(callCtx(t), b.Addr(), 5, []byte("rpc"))
 			if err != nil || string(resp) != "\x05rpc" {
@@ -131,7 +136,7 @@ func TestStreamLayerCloseKeepsMux(t *testing.T) {
 		t.Fatalf("Dial: %v", err)
 	}
 	defer conn.Close()
-	if _, err := conn.Write([]byte{ProtoRaft}); err != nil {
+	if _, err := conn.Write(connHeader(t, ProtoRaft, Hello{})); err != nil {
 		t.Fatalf("Write: %v", err)
 	}
 	expectClosed(t, conn, testTimeout)
@@ -213,4 +218,75 @@ func testTLS(t testing.TB) (server, client *tls.Config) {
 		MinVersion:   tls.VersionTLS13,
 	}
 	return server, client
+}
+
+// staticTLS returns a TLS function giving cfg for every address.
+func staticTLS(cfg *tls.Config) func(string) (*tls.Config, error) {
+	return func(string) (*tls.Config, error) { return cfg, nil }
+}
+
+func TestClientTLSFunc(t *testing.T) {
+	serverTLS, clientTLS := testTLS(t)
+	errNoConfig := errors.New("no TLS config for this address")
+	wrongName := clientTLS.Clone()
+	wrongName.ServerName = "node9.example" // not in the certificate
+
+	tests := []struct {
+		name    string
+		cfg     *tls.Config
+		err     error
+		wantErr error // nil: the dial must succeed
+	}{
+		{"config for the address", clientTLS, nil, nil},
+		{"function error", nil, errNoConfig, errNoConfig},
+		{"nil config", nil, nil, errors.New("any")},
+		{"pinned identity mismatch", wrongName, nil, errors.New("any")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := newMux(t, Config{ServerTLS: serverTLS})
+			m.ServeRPC(echo)
+			var mu sync.Mutex
+			var addrs []string
+			tlsFor := func(addr string) (*tls.Config, error) {
+				mu.Lock()
+				addrs = append(addrs, addr)
+				mu.Unlock()
+				return tt.cfg, tt.err
+			}
+			check := func(t *testing.T, err error) {
+				t.Helper()
+				switch {
+				case tt.wantErr == nil && err != nil:
+					t.Errorf("got %v, want nil", err)
+				case tt.wantErr != nil && err == nil:
+					t.Errorf("got nil error, want one")
+				case tt.wantErr == errNoConfig && !errors.Is(err, errNoConfig):
+					t.Errorf("got %v, want it to wrap %v", err, errNoConfig)
+				}
+			}
+
+			t.Run("rpc", func(t *testing.T) {
+				_, err := newClient(t, ClientConfig{TLS: tlsFor}).Call(callCtx(t), m.Addr(), 1, nil)
+				check(t, err)
+				if err != nil && !errors.Is(err, ErrNotSent) {
+					t.Errorf("Call: got %v, want an ErrNotSent error", err)
+				}
+			})
+			t.Run("raft", func(t *testing.T) {
+				d := newMux(t, Config{ClientTLS: tlsFor})
+				conn, err := d.RaftLayer().Dial(rafAddr(m.Addr()), time.Second)
+				if err == nil {
+					conn.Close()
+				}
+				check(t, err)
+			})
+
+			mu.Lock()
+			defer mu.Unlock()
+			if want := []string{m.Addr(), m.Addr()}; fmt.Sprint(addrs) != fmt.Sprint(want) {
+				t.Errorf("TLS function called with: got %q, want %q", addrs, want)
+			}
+		})
+	}
 }
