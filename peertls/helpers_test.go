@@ -1,0 +1,260 @@
+package peertls_test
+
+import (
+	"bytes"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/embedkv/store/internal/testpki"
+	"github.com/embedkv/store/peertls"
+)
+
+// ioTimeout bounds every network operation of a test handshake, so that a
+// bug fails the test instead of hanging it.
+const ioTimeout = 10 * time.Second
+
+// newCA returns a test CA named name.
+func newCA(t *testing.T, name string) *testpki.CA {
+	t.Helper()
+	ca, err := testpki.NewCA(name)
+	if err != nil {
+		t.Fatalf("NewCA(%q): %v", name, err)
+	}
+	return ca
+}
+
+// writeNode writes files for nodeID, issued by ca, in a new directory.
+func writeNode(t *testing.T, ca *testpki.CA, nodeID string, opts testpki.IssueOptions) peertls.Files {
+	t.Helper()
+	f, err := ca.WriteFiles(t.TempDir(), nodeID, opts)
+	if err != nil {
+		t.Fatalf("WriteFiles(%q): %v", nodeID, err)
+	}
+	return f
+}
+
+// writeBundle makes f.CAFile hold the certificates of every CA in cas.
+func writeBundle(t *testing.T, f peertls.Files, cas ...*testpki.CA) {
+	t.Helper()
+	var b []byte
+	for _, ca := range cas {
+		b = append(b, ca.CertPEM()...)
+	}
+	writeFile(t, f.CAFile, b)
+}
+
+// writeFile replaces the file at path with data.
+func writeFile(t *testing.T, path string, data []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatalf("write %s: %v", path, err)
+	}
+}
+
+// issue returns a certificate and key for nodeID from ca.
+func issue(t *testing.T, ca *testpki.CA, nodeID string, opts testpki.IssueOptions) (certPEM, keyPEM []byte) {
+	t.Helper()
+	certPEM, keyPEM, err := ca.Issue(nodeID, opts)
+	if err != nil {
+		t.Fatalf("Issue(%q): %v", nodeID, err)
+	}
+	return certPEM, keyPEM
+}
+
+// touch sets the modification time of the three files to at, so that a
+// Loader sees them as changed even on file systems with coarse times.
+func touch(t *testing.T, f peertls.Files, at time.Time) {
+	t.Helper()
+	for _, p := range []string{f.CertFile, f.KeyFile, f.CAFile} {
+		if err := os.Chtimes(p, at, at); err != nil {
+			t.Fatalf("chtimes %s: %v", p, err)
+		}
+	}
+}
+
+// newLoader returns a Loader for f, failing the test on error.
+func newLoader(t *testing.T, f peertls.Files, opts peertls.Options) *peertls.Loader {
+	t.Helper()
+	l, err := peertls.New(f, opts)
+	if err != nil {
+		t.Fatalf("New(%s): %v", filepath.Base(f.CertFile), err)
+	}
+	return l
+}
+
+// rawClient returns a client configuration presenting certPEM and keyPEM
+// (none if nil) and verifying nothing, for certificates a Loader refuses.
+func rawClient(t *testing.T, certPEM, keyPEM []byte) *tls.Config {
+	t.Helper()
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: true}
+	if certPEM != nil {
+		pair, err := tls.X509KeyPair(certPEM, keyPEM)
+		if err != nil {
+			t.Fatalf("X509KeyPair: %v", err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	return cfg
+}
+
+// result is the outcome of one handshake, seen from both ends.
+type result struct {
+	serverErr, clientErr     error
+	serverState, clientState tls.ConnectionState
+}
+
+// ok reports whether both ends completed the handshake and exchanged a
+// byte.
+func (r result) ok() bool { return r.serverErr == nil && r.clientErr == nil }
+
+// handshake connects a client using clientCfg to a server using serverCfg
+// over loopback; see tryHandshake. It fails the test if the connection
+// cannot be set up, so it may only be called from the test's goroutine.
+func handshake(t *testing.T, serverCfg, clientCfg *tls.Config) result {
+	t.Helper()
+	r, err := tryHandshake(serverCfg, clientCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// tryHandshake connects a client using clientCfg to a server using
+// serverCfg over loopback. After the handshake the server sends one byte
+// and the client reads it, so that a server refusing the client's
+// certificate after the client's side of a TLS 1.3 handshake is complete
+// shows up as a client error too. It returns an error only if the
+// listener or the TCP connection cannot be set up. Every listener and
+// connection is closed on return.
+func tryHandshake(serverCfg, clientCfg *tls.Config) (result, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return result{}, fmt.Errorf("listen: %w", err)
+	}
+	defer ln.Close()
+
+	type serverOut struct {
+		err   error
+		state tls.ConnectionState
+	}
+	done := make(chan serverOut, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			done <- serverOut{err: err}
+			return
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(ioTimeout))
+		tc := tls.Server(c, serverCfg)
+		if err := tc.Handshake(); err != nil {
+			done <- serverOut{err: err}
+			return
+		}
+		_, err = tc.Write([]byte{'k'})
+		done <- serverOut{err: err, state: tc.ConnectionState()}
+	}()
+
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		_ = ln.Close()
+		<-done
+		return result{}, fmt.Errorf("dial: %w", err)
+	}
+	var r result
+	_ = c.SetDeadline(time.Now().Add(ioTimeout))
+	tc := tls.Client(c, clientCfg)
+	r.clientErr = tc.Handshake()
+	if r.clientErr == nil {
+		r.clientState = tc.ConnectionState()
+		var b [1]byte
+		if _, err := io.ReadFull(tc, b[:]); err != nil {
+			r.clientErr = err
+		}
+	}
+	_ = c.Close()
+	s := <-done
+	r.serverErr, r.serverState = s.err, s.state
+	return r, nil
+}
+
+// peerID returns the PeerIdentity of state, or "error: ..." if it has none.
+func peerID(state tls.ConnectionState) string {
+	id, err := peertls.PeerIdentity(state)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	return id
+}
+
+// serial returns the serial number of the peer's leaf certificate in
+// state, or "" if there is none.
+func serial(state tls.ConnectionState) string {
+	if len(state.PeerCertificates) == 0 {
+		return ""
+	}
+	return state.PeerCertificates[0].SerialNumber.String()
+}
+
+// checkErr fails the test unless err wraps want (if want is not nil) and
+// its message contains msg.
+func checkErr(t *testing.T, what string, err, want error, msg string) {
+	t.Helper()
+	switch {
+	case err == nil:
+		t.Errorf("%s: got nil error, want one (wrapping %v, containing %q)", what, want, msg)
+	case want != nil && !errors.Is(err, want):
+		t.Errorf("%s: got error %q, want one wrapping %q", what, err, want)
+	case !strings.Contains(err.Error(), msg):
+		t.Errorf("%s: got error %q, want one containing %q", what, err, msg)
+	}
+}
+
+// logBuffer collects log output for inspection; it is safe for
+// concurrent use.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+// Write appends p.
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// count returns how many lines contain s.
+func (l *logBuffer) count(s string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, line := range strings.Split(l.b.String(), "\n") {
+		if strings.Contains(line, s) {
+			n++
+		}
+	}
+	return n
+}
+
+// String returns everything logged so far.
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// logger returns a logger writing to l at every level.
+func (l *logBuffer) logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
