@@ -28,10 +28,31 @@ type Config struct {
 	// Peers lists the initial cluster, this node included. Every node must be
 	// given the same list. Empty = a single-node cluster.
 	Peers []Peer
-	// Join lists addresses of running members to join through.
+	// Join lists addresses of running members to join through. On first
+	// start (an empty Dir) the node asks them for the cluster's identity,
+	// then the leader adds it as a non-voter and promotes it to voter once
+	// it has caught up. On later starts the node recovers from Dir and asks
+	// to be re-added only if it is no longer a member. Joining again with
+	// the same ID and address is a no-op; a member with the same ID or the
+	// same address is replaced.
 	Join []string
-	// TLS, when set, turns on mutual TLS on every peer connection.
+	// JoinTimeout bounds how long Open tries the Join addresses (default 30 s).
+	JoinTimeout time.Duration
+	// ClusterToken tells clusters apart that are bootstrapped from the same
+	// Peers list (etcd's --initial-cluster-token). The cluster ID is derived
+	// from it and Peers on first start; nodes refuse peers whose cluster ID
+	// differs. Default "embedkv".
+	ClusterToken string
+	// TLS, when set, turns on mutual TLS on every peer connection: raft and
+	// node RPC, in both directions, TLS 1.2 or later, client certificates
+	// required. Each node's certificate must name its NodeID (see package
+	// peertls). nil = plain TCP, which Open accepts only on a loopback
+	// BindAddr unless InsecurePlaintextPeers is set.
 	TLS *TLSConfig
+	// InsecurePlaintextPeers allows plain TCP between peers on a BindAddr
+	// that is not loopback. Anyone who can reach the port can then read the
+	// data and act as a member. Only for networks that are otherwise secured.
+	InsecurePlaintextPeers bool
 	// Logger receives the node's logs, raft's included. nil = slog.Default()
 	// filtered to warnings and errors.
 	Logger *slog.Logger
@@ -128,17 +149,30 @@ func (c Config) withDefaults() (Config, error) {
 	if len(c.Peers) > 0 && len(c.Join) > 0 {
 		return bad("set Peers or Join, not both")
 	}
-	if c.TLS != nil {
-		return bad("TLS is not supported yet by this version")
+	if len(c.NodeID) > maxNodeIDLen {
+		return bad("NodeID is %d bytes, limit %d", len(c.NodeID), maxNodeIDLen)
 	}
-	if len(c.Join) > 0 {
-		return bad("Join is not supported yet by this version")
+	for _, a := range c.Join {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return bad("Join address %q: %v", a, err)
+		}
+	}
+	if c.ClusterToken == "" {
+		c.ClusterToken = "embedkv"
 	}
 	if c.BindAddr == "" {
 		c.BindAddr = "127.0.0.1:0"
 	}
-	if _, _, err := net.SplitHostPort(c.BindAddr); err != nil {
+	host, _, err := net.SplitHostPort(c.BindAddr)
+	if err != nil {
 		return bad("BindAddr %q: %v", c.BindAddr, err)
+	}
+	if c.TLS != nil {
+		if c.TLS.CertFile == "" || c.TLS.KeyFile == "" || c.TLS.CAFile == "" {
+			return bad("TLS needs CertFile, KeyFile and CAFile")
+		}
+	} else if !c.InsecurePlaintextPeers && !loopbackHost(host) {
+		return bad("BindAddr %q is not a loopback address: set TLS, or InsecurePlaintextPeers to accept plain TCP", c.BindAddr)
 	}
 	if c.AdvertiseAddr != "" {
 		if _, _, err := net.SplitHostPort(c.AdvertiseAddr); err != nil {
@@ -150,6 +184,9 @@ func (c Config) withDefaults() (Config, error) {
 	for _, p := range c.Peers {
 		if p.ID == "" || p.Addr == "" {
 			return bad("peer %+v needs an ID and an Addr", p)
+		}
+		if len(p.ID) > maxNodeIDLen {
+			return bad("peer ID %q is longer than %d bytes", p.ID, maxNodeIDLen)
 		}
 		if seenID[p.ID] || seenAddr[p.Addr] {
 			return bad("peer %+v is listed twice", p)
@@ -182,6 +219,7 @@ func (c Config) withDefaults() (Config, error) {
 		{&c.LeaderWaitTimeout, 5 * time.Second},
 		{&c.WatchProgressNotifyInterval, 10 * time.Minute},
 		{&c.LeaseCheckpointInterval, 2 * time.Second},
+		{&c.JoinTimeout, 30 * time.Second},
 	}
 	for _, x := range durations {
 		if *x.d < 0 {
@@ -237,6 +275,19 @@ func (c Config) withDefaults() (Config, error) {
 		c.CompactionRetention = 10000
 	}
 	return c, nil
+}
+
+// maxNodeIDLen bounds node IDs: they travel in every connection's preamble.
+const maxNodeIDLen = 255
+
+// loopbackHost reports whether host (from a host:port) names only the
+// loopback interface.
+func loopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func (c *Config) limits() limits {

@@ -56,6 +56,15 @@ var (
 	// ErrKeyNotFound is returned by a Put WithIgnoreValue or WithIgnoreLease
 	// on a key that does not exist.
 	ErrKeyNotFound = errors.New("store: key not found")
+	// ErrRemoved is returned by every call on a node that has been removed
+	// from its cluster (by RemoveMember on any node). The node keeps its data
+	// but takes no further part; to bring it back, Close it and Open it
+	// again with Config.Join (or wipe its Dir and join as a new node).
+	ErrRemoved = errors.New("store: this node has been removed from the cluster")
+	// ErrWrongCluster is returned when a node and the peer it talks to
+	// belong to different clusters (their cluster IDs differ: a data
+	// directory or address reused across clusters). Nothing is merged.
+	ErrWrongCluster = errors.New("store: peer belongs to a different cluster")
 	// ErrConfig is returned by Open when the Config is invalid.
 	ErrConfig = errors.New("store: invalid config")
 	// ErrCorrupt is returned when stored or received state cannot be decoded.
@@ -87,6 +96,8 @@ var errCodes = []struct {
 	{15, ErrCorrupt},
 	{16, errNotLeader},
 	{17, ErrKeyNotFound},
+	{18, ErrRemoved},
+	{19, ErrWrongCluster},
 }
 
 // errNotLeader is an internal, retryable error: the node asked is not the

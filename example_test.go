@@ -1,10 +1,12 @@
 package store_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log"
 	"os"
+	"path/filepath"
 
 	"github.com/embedkv/store"
 )
@@ -111,4 +113,59 @@ func ExampleStore_Compact() {
 	// Output:
 	// at 2 -> v1
 	// store: required revision has been compacted
+}
+
+// ExampleStore_Members lists the members of a single-node cluster.
+func ExampleStore_Members() {
+	dir, _ := os.MkdirTemp("", "embedkv-example-")
+	defer os.RemoveAll(dir)
+	s, err := store.Open(store.Config{NodeID: "node1", Dir: dir})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+	members, err := s.Members(context.Background())
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, m := range members {
+		fmt.Printf("%s voter=%v leader=%v\n", m.ID, m.Voter, m.IsLeader)
+	}
+	// Output:
+	// node1 voter=true leader=true
+}
+
+// ExampleStore_Snapshot backs a store up and restores the backup into a new
+// data directory, which opens with the same keys and revision.
+func ExampleStore_Snapshot() {
+	s, done := openExample()
+	ctx := context.Background()
+	s.Put(ctx, "config/a", "1")
+	s.Put(ctx, "config/b", "2")
+	var backup bytes.Buffer
+	if err := s.Snapshot(ctx, &backup); err != nil {
+		log.Fatal(err)
+	}
+	done()
+
+	dir, _ := os.MkdirTemp("", "embedkv-restore-")
+	defer os.RemoveAll(dir)
+	cfg := store.Config{Dir: filepath.Join(dir, "data")}
+	if err := store.Restore(&backup, cfg); err != nil {
+		log.Fatal(err)
+	}
+	restored, err := store.Open(cfg)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer restored.Close()
+	resp, _ := restored.Get(ctx, "config/", store.WithPrefix())
+	for _, kv := range resp.Kvs {
+		fmt.Printf("%s=%s\n", kv.Key, kv.Value)
+	}
+	fmt.Println("revision", resp.Header.Revision)
+	// Output:
+	// config/a=1
+	// config/b=2
+	// revision 3
 }

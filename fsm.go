@@ -29,7 +29,12 @@ type fsm struct {
 	bootID  uint64
 	waiters *waiters
 
-	// app is touched only by the FSM goroutine (ApplyBatch, Snapshot, Restore).
+	// captureMu is held by ApplyBatch and Restore for their whole run, so
+	// that capture sees the published view and the lease table at the same
+	// index. Lock order: captureMu, then leaseTable.mu, then mu.
+	captureMu sync.Mutex
+	// app is touched only by the FSM goroutine (ApplyBatch, Snapshot,
+	// Restore), and read by capture under captureMu.
 	app applier
 
 	state atomic.Pointer[appliedState]
@@ -37,6 +42,9 @@ type fsm struct {
 	// onPublish, if set before raft starts, receives every new view (the
 	// watch hub). It must not block.
 	onPublish func(*mvcc.View)
+	// onConfig, if set before raft starts, receives every committed
+	// configuration entry. It must not block nor call into raft.
+	onConfig func(c raft.Configuration, index uint64)
 
 	// mu guards changed, which is closed and replaced on every publish so
 	// that waitApplied can sleep until the next one. Lock order: mu is a leaf.
@@ -108,13 +116,20 @@ func (f *fsm) Apply(l *raft.Log) interface{} { return f.ApplyBatch([]*raft.Log{l
 // results and never panics on entry contents: an entry that does not decode
 // is logged as corruption and yields an error result on every node alike.
 func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
+	f.captureMu.Lock()
+	defer f.captureMu.Unlock()
 	out := make([]interface{}, len(logs))
 	var deliveries []delivery
 	var last uint64
 	for i, l := range logs {
 		last = l.Index
+		if l.Type == raft.LogConfiguration && f.onConfig != nil {
+			if c, ok := decodeConfiguration(l.Data); ok {
+				f.onConfig(c, l.Index)
+			}
+		}
 		if l.Type != raft.LogCommand {
-			continue // configuration changes: raft tracks membership itself
+			continue // raft tracks membership itself
 		}
 		req, err := decodeCommand(l.Data)
 		if err != nil {
@@ -140,20 +155,40 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 	return out
 }
 
+// decodeConfiguration decodes a configuration entry; raft's decoder panics
+// on bad bytes (raft itself decoded this entry before, so it never should).
+func decodeConfiguration(b []byte) (c raft.Configuration, ok bool) {
+	defer func() {
+		if recover() != nil {
+			ok = false
+		}
+	}()
+	return raft.DecodeConfiguration(b), true
+}
+
 // Snapshot implements raft.FSM. It runs on the FSM goroutine between
 // batches, so the published view is exactly the applied state; capturing it
 // is O(1) and Persist encodes it while later batches apply.
-func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+func (f *fsm) Snapshot() (raft.FSMSnapshot, error) { return f.capture(), nil }
+
+// capture returns the applied state between two batches: an O(1)
+// copy-on-write view and a copy of the lease table. Any goroutine may call
+// it; it delays the next batch by the lease copy only.
+func (f *fsm) capture() *fsmSnapshot {
+	f.captureMu.Lock()
+	defer f.captureMu.Unlock()
 	st := f.state.Load()
 	leases, nextID := f.app.leases.snapshot()
-	return &fsmSnapshot{view: st.view, index: st.index, leases: leases, nextLeaseID: nextID, logger: f.logger}, nil
+	return &fsmSnapshot{view: st.view, index: st.index, leases: leases, nextLeaseID: nextID, logger: f.logger}
 }
 
 // Restore implements raft.FSM: it replaces the whole state with the
 // snapshot's.
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	snap, err := readFSMSnapshot(rc)
+	f.captureMu.Lock()
+	defer f.captureMu.Unlock()
+	snap, err := readFSMSnapshot(rc, fsmSnapshotKind)
 	if err != nil {
 		return err
 	}

@@ -39,7 +39,7 @@ type fsmSnapshot struct {
 // Persist encodes the captured view into the sink. It runs concurrently with
 // later applies; the view is immutable, so no lock is needed.
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	if err := writeFSMSnapshot(sink, s); err != nil {
+	if err := writeFSMSnapshot(sink, s, fsmSnapshotKind); err != nil {
 		s.logger.Warn("embedkv: writing raft snapshot failed", "index", s.index, "err", err)
 		_ = sink.Cancel()
 		return err
@@ -50,12 +50,15 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 // Release implements raft.FSMSnapshot.
 func (s *fsmSnapshot) Release() {}
 
-func writeFSMSnapshot(w io.Writer, s *fsmSnapshot) error {
+// writeFSMSnapshot writes s as a stream of the given kind: fsmSnapshotKind
+// for raft, backupKind for Store.Snapshot (same layout, told apart so that
+// neither is mistaken for the other).
+func writeFSMSnapshot(w io.Writer, s *fsmSnapshot, kind string) error {
 	meta, err := encodeMsgpack(&snapMeta{Index: s.index, NextLeaseID: s.nextLeaseID})
 	if err != nil {
 		return err
 	}
-	sw, err := snapshot.NewWriter(w, snapshot.Header{Kind: fsmSnapshotKind, Version: fsmSnapshotVersion, Meta: meta})
+	sw, err := snapshot.NewWriter(w, snapshot.Header{Kind: kind, Version: fsmSnapshotVersion, Meta: meta})
 	if err != nil {
 		return err
 	}
@@ -88,10 +91,10 @@ type restoredState struct {
 	nextLeaseID int64
 }
 
-// readFSMSnapshot decodes a stream written by writeFSMSnapshot. Every
-// failure wraps ErrCorrupt.
-func readFSMSnapshot(r io.Reader) (*restoredState, error) {
-	sr, hdr, err := snapshot.NewReader(r, fsmSnapshotKind, maxSnapshotRecord)
+// readFSMSnapshot decodes a stream of the given kind written by
+// writeFSMSnapshot. Every failure wraps ErrCorrupt.
+func readFSMSnapshot(r io.Reader, kind string) (*restoredState, error) {
+	sr, hdr, err := snapshot.NewReader(r, kind, maxSnapshotRecord)
 	if err != nil {
 		return nil, fmt.Errorf("%w: snapshot: %w", ErrCorrupt, err)
 	}

@@ -35,8 +35,8 @@ func (s *Store) Put(ctx context.Context, key, val string, opts ...OpOption) (*Pu
 // revision (ErrCompacted below the compaction point, ErrFutureRev above the
 // current revision).
 func (s *Store) Get(ctx context.Context, key string, opts ...OpOption) (*GetResponse, error) {
-	if s.stopped() {
-		return nil, ErrStopped
+	if err := s.usable(); err != nil {
+		return nil, err
 	}
 	op := Op{t: opGet, key: []byte(key)}
 	op.apply(opts)
@@ -138,8 +138,8 @@ func (s *Store) Compact(ctx context.Context, rev int64) error {
 	if rev <= 0 {
 		return fmt.Errorf("%w: compact revision %d", ErrInvalidArgument, rev)
 	}
-	if s.stopped() {
-		return ErrStopped
+	if err := s.usable(); err != nil {
+		return err
 	}
 	v := s.fsm.current().view
 	if rev <= v.CompactRev() {

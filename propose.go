@@ -17,7 +17,18 @@ const (
 	methodForward   uint8 = 1 // a follower's write: body = encoded command; reply = raft index (8 bytes)
 	methodReadIndex uint8 = 2 // a follower's read-index request: reply = raft index (8 bytes)
 	methodLeaseTTL  uint8 = 3 // remaining TTL on the leader: body = lease ID; reply = milliseconds, or -1 (8 bytes)
+	methodMember    uint8 = 4 // AddMember/RemoveMember on the leader: body = memberReq; reply = 8 zero bytes
+	methodJoin      uint8 = 5 // Config.Join: body = memberReq; any member relays it to the leader
+	methodHello     uint8 = 6 // a joiner asks for the cluster ID: reply = 16 bytes
+	methodApplied   uint8 = 7 // the leader asks a non-voter for its applied index: reply = 8 bytes
+	methodRemoved   uint8 = 8 // the leader tells a node it was removed: the node checks its configuration
 )
+
+// mutating reports node RPC methods whose effect must not be repeated
+// blindly: after a failure past sending, their outcome is unknown.
+func mutating(method uint8) bool {
+	return method == methodForward || method == methodMember || method == methodJoin
+}
 
 // propose validates req, sends it through raft (locally on the leader,
 // forwarded to it elsewhere) and returns the result this node's FSM produced
@@ -28,8 +39,8 @@ const (
 // have been applied. It never re-proposes a request that may have been
 // applied.
 func (s *Store) propose(ctx context.Context, req *request) (*result, error) {
-	if s.stopped() {
-		return nil, ErrStopped
+	if err := s.usable(); err != nil {
+		return nil, err
 	}
 	if err := validateRequest(req, s.lim); err != nil {
 		return nil, err
@@ -112,6 +123,9 @@ func (s *Store) retryUntilLeader(ctx context.Context, fn func() error) error {
 		err := fn()
 		if err == nil || !errors.Is(err, errRetry) {
 			return err
+		}
+		if s.removed.Load() {
+			return ErrRemoved // no leader will ever answer
 		}
 		select {
 		case <-time.After(backoff):
@@ -207,11 +221,11 @@ func (s *Store) forward(ctx context.Context, addr string, method uint8, body []b
 		switch {
 		case errors.As(err, &re):
 			rerr := errorFromCode(re.Code, re.Msg)
-			if method != methodForward || errors.Is(rerr, errNotLeader) || errors.Is(rerr, ErrNoLeader) {
+			if !mutating(method) || errors.Is(rerr, errNotLeader) || errors.Is(rerr, ErrNoLeader) {
 				return 0, &retryError{rerr}
 			}
 			return 0, rerr
-		case errors.Is(err, transport.ErrUnknown) && method == methodForward:
+		case errors.Is(err, transport.ErrUnknown) && mutating(method):
 			return 0, fmt.Errorf("%w: forwarding to the leader at %s: %w", ErrUnknownOutcome, addr, err)
 		case errors.Is(err, transport.ErrClosed):
 			return 0, ErrStopped
@@ -220,7 +234,7 @@ func (s *Store) forward(ctx context.Context, addr string, method uint8, body []b
 				return 0, err // not sent, and the caller stopped waiting
 			}
 			return 0, &retryError{err}
-		case method != methodForward:
+		case !mutating(method):
 			// A read changes nothing: any failure may be retried.
 			if ctx.Err() != nil {
 				return 0, ctx.Err()
@@ -238,16 +252,37 @@ func (s *Store) forward(ctx context.Context, addr string, method uint8, body []b
 // handleRPC serves node RPCs from peers. Requests are never trusted: a
 // forwarded command is decoded and validated with this node's limits before
 // it is proposed.
+//
+// Connections that did not announce this cluster (a joiner's) are served
+// methodHello and methodJoin only; other methods require a member.
 func (s *Store) handleRPC(ctx context.Context, method uint8, body []byte) ([]byte, error) {
 	var idx uint64
 	var err error
-	switch method {
-	case methodForward:
+	from := s.peerOf(ctx)
+	switch {
+	case method == methodHello:
+		var resp []byte
+		if resp, err = s.serveHello(); err == nil {
+			return resp, nil
+		}
+	case method == methodJoin:
+		err = s.serveMember(ctx, method, body, from)
+	case from.cluster != s.cluster():
+		err = errUnidentified
+	case !from.member:
+		err = fmt.Errorf("%w: node %q is not a member", ErrInvalidArgument, from.id)
+	case method == methodForward:
 		idx, err = s.serveForward(ctx, body)
-	case methodReadIndex:
+	case method == methodReadIndex:
 		idx, err = s.reads.readIndex(ctx)
-	case methodLeaseTTL:
+	case method == methodLeaseTTL:
 		idx, err = s.serveLeaseTTL(body)
+	case method == methodMember:
+		err = s.serveMember(ctx, method, body, from)
+	case method == methodApplied:
+		idx = s.fsm.current().index
+	case method == methodRemoved:
+		err = s.serveRemoved(body)
 	default:
 		err = fmt.Errorf("%w: unknown node RPC method %d", ErrInvalidArgument, method)
 	}
@@ -257,6 +292,17 @@ func (s *Store) handleRPC(ctx context.Context, method uint8, body []byte) ([]byt
 	out := make([]byte, 8)
 	binary.BigEndian.PutUint64(out, idx)
 	return out, nil
+}
+
+// peerOf describes the sender of an RPC from its connection's preamble.
+func (s *Store) peerOf(ctx context.Context) peerCtx {
+	pi, ok := transport.PeerFromContext(ctx)
+	if !ok {
+		return peerCtx{}
+	}
+	p := peerCtx{id: pi.Hello.NodeID, cluster: clusterID(pi.Hello.ClusterID)}
+	p.member = p.cluster == s.cluster() && !p.cluster.isZero() && s.members.knows(s, p.id)
+	return p
 }
 
 func (s *Store) serveForward(ctx context.Context, cmd []byte) (uint64, error) {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/embedkv/store/internal/hclogslog"
 	"github.com/embedkv/store/lease"
+	"github.com/embedkv/store/peertls"
 	"github.com/embedkv/store/transport"
 	"github.com/embedkv/store/watch"
 	"github.com/hashicorp/raft"
@@ -43,6 +44,17 @@ type Store struct {
 	hub     *watch.Hub[WatchResponse]
 	lessor  *lease.Lessor
 	leases  *leaseTable
+	tls     *peertls.Loader // nil without Config.TLS
+
+	clusterID atomic.Pointer[clusterID] // nil until known (a joiner learns it)
+	members   memberCache
+	removed   atomic.Bool // this node is no longer a member (see configChanged)
+
+	// memberMu guards wasMember and removedNotice, and serialises changes
+	// of removed. Lock order: leaf.
+	memberMu      sync.Mutex
+	wasMember     bool   // an applied configuration listed this node
+	removedNotice uint64 // index of the latest removal the leader told us of
 
 	// expireMu guards expireCtx, which bounds lease-expiry proposals and is
 	// cancelled before the lessor is demoted. Lock order: leaf.
@@ -99,6 +111,7 @@ func Open(cfg Config) (*Store, error) {
 		Logger:           s.logger,
 	}, s.fsm.current().view)
 	s.fsm.onPublish = s.hub.Publish
+	s.fsm.onConfig = s.configChanged
 	if err := s.start(); err != nil {
 		s.cleanup()
 		return nil, err
@@ -111,26 +124,24 @@ func (s *Store) start() error {
 	if err := prepareDir(cfg.Dir, s.logger); err != nil {
 		return err
 	}
-	var err error
-	s.mux, err = transport.Listen(transport.Config{
+	tcfg := transport.Config{
 		BindAddr:      cfg.BindAddr,
 		AdvertiseAddr: cfg.AdvertiseAddr,
 		Logger:        s.logger,
 		MaxFrameBytes: cfg.MaxRequestBytes + maxInternalExtra + 64<<10,
-	})
+		Hello:         s.hello,
+		Admit:         s.admit,
+	}
+	if err := s.setupTLS(&tcfg); err != nil {
+		return err
+	}
+	var err error
+	s.mux, err = transport.Listen(tcfg)
 	if err != nil {
 		return fmt.Errorf("store: listen on %s: %w", cfg.BindAddr, err)
 	}
-	s.rpc = transport.NewClient(transport.ClientConfig{Logger: s.logger, MaxFrameBytes: cfg.MaxRequestBytes + maxInternalExtra + 64<<10})
-	s.bolt, err = raftboltdb.New(raftboltdb.Options{
-		Path: filepath.Join(cfg.Dir, "raft.db"),
-		BoltOptions: &bolt.Options{
-			Timeout:        time.Second,
-			NoFreelistSync: true,
-			FreelistType:   bolt.FreelistMapType,
-		},
-		NoSync: cfg.UnsafeNoFsync,
-	})
+	s.rpc = transport.NewClient(s.clientConfig(s.hello))
+	s.bolt, err = openLogStore(cfg)
 	if err != nil {
 		return fmt.Errorf("store: open raft log in %s: %w", cfg.Dir, err)
 	}
@@ -178,7 +189,10 @@ func (s *Store) start() error {
 	if err != nil {
 		return fmt.Errorf("store: inspect raft state: %w", err)
 	}
-	if !existing {
+	if err := s.initCluster(existing); err != nil {
+		return err
+	}
+	if !existing && len(cfg.Join) == 0 {
 		servers := []raft.Server{{Suffrage: raft.Voter, ID: rc.LocalID, Address: raft.ServerAddress(s.mux.Addr())}}
 		if len(cfg.Peers) > 0 {
 			servers = servers[:0]
@@ -199,7 +213,37 @@ func (s *Store) start() error {
 	s.goFunc(s.watchLeadership)
 	s.goFunc(s.runCompactor)
 	s.goFunc(s.runLeaseCheckpoints)
-	return nil
+	s.goFunc(s.runPromoter)
+	return s.settleMembership(existing)
+}
+
+// clientConfig configures a node RPC client announcing hello.
+func (s *Store) clientConfig(hello func() transport.Hello) transport.ClientConfig {
+	cc := transport.ClientConfig{
+		Logger:        s.logger,
+		MaxFrameBytes: s.cfg.MaxRequestBytes + maxInternalExtra + 64<<10,
+		Hello:         hello,
+	}
+	if s.tls != nil {
+		cc.TLS = s.clientTLS
+	}
+	return cc
+}
+
+// openLogStore opens (or creates) the raft log and stable store in cfg.Dir:
+// fsync on unless UnsafeNoFsync, a 1 s lock timeout so that a second process
+// on the same Dir fails instead of hanging, and no freelist sync (faster
+// commits; the freelist is rebuilt on open).
+func openLogStore(cfg *Config) (*raftboltdb.BoltStore, error) {
+	return raftboltdb.New(raftboltdb.Options{
+		Path: filepath.Join(cfg.Dir, "raft.db"),
+		BoltOptions: &bolt.Options{
+			Timeout:        time.Second,
+			NoFreelistSync: true,
+			FreelistType:   bolt.FreelistMapType,
+		},
+		NoSync: cfg.UnsafeNoFsync,
+	})
 }
 
 // dialAddressProvider adapts Config.DialAddress to raft. raft asks it on

@@ -171,8 +171,8 @@ func (s *Store) TimeToLive(ctx context.Context, id LeaseID, opts ...LeaseOption)
 			opt(&o)
 		}
 	}
-	if s.stopped() {
-		return nil, ErrStopped
+	if err := s.usable(); err != nil {
+		return nil, err
 	}
 	if err := s.linearizable(ctx); err != nil {
 		return nil, err
@@ -246,8 +246,8 @@ func (s *Store) serveLeaseTTL(body []byte) (uint64, error) {
 
 // Leases lists every lease, in ID order.
 func (s *Store) Leases(ctx context.Context) (*LeaseLeasesResponse, error) {
-	if s.stopped() {
-		return nil, ErrStopped
+	if err := s.usable(); err != nil {
+		return nil, err
 	}
 	if err := s.linearizable(ctx); err != nil {
 		return nil, err

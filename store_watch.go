@@ -107,8 +107,8 @@ func (wr WatchResponse) IsProgressNotify() bool {
 // argument yields a single cancelled response whose Err says what is wrong.
 // The channel closes when ctx is done or the store closes.
 func (s *Store) Watch(ctx context.Context, key string, opts ...OpOption) WatchChan {
-	if s.stopped() {
-		return canceledWatch(s, ErrStopped)
+	if err := s.usable(); err != nil {
+		return canceledWatch(s, err)
 	}
 	op := Op{t: opGet, key: []byte(key)}
 	op.apply(opts)
