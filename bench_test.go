@@ -90,12 +90,20 @@ func BenchmarkClusterPut(b *testing.B) {
 		{"clients=1/via-leader", 1, (*testCluster).waitLeader},
 		{"clients=1/via-follower", 1, (*testCluster).follower},
 		{"clients=256", 256, (*testCluster).waitLeader},
+		{"clients=256/all-on-leader", 256, nil},
 	}
 	for _, tc := range cases {
 		b.Run(tc.name, func(b *testing.B) {
 			c := benchCluster(b)
 			ctx := context.Background()
-			runClientsFrom(b, c, tc.node(c), tc.clients, func(s *Store, i int) error {
+			first := 0
+			if tc.node != nil {
+				first = tc.node(c)
+			} else {
+				leader := c.nodes[c.waitLeader()]
+				c = &testCluster{t: c.t, cfgs: c.cfgs, nodes: []*Store{leader}}
+			}
+			runClientsFrom(b, c, first, tc.clients, func(s *Store, i int) error {
 				_, err := s.Put(ctx, fmt.Sprintf("key-%06d", i%100000), benchValue)
 				return err
 			})

@@ -131,20 +131,20 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 		if l.Type != raft.LogCommand {
 			continue // raft tracks membership itself
 		}
-		req, err := decodeCommand(l.Data)
-		if err != nil {
-			f.logger.Error("embedkv: undecodable committed raft entry; skipping it on every node",
-				"index", l.Index, "term", l.Term, "err", err)
-			out[i] = &result{rev: f.app.kv.Rev(), err: err}
+		if len(l.Data) > 0 && l.Data[0] == cmdBatch {
+			cmds, err := splitBatch(l.Data)
+			if err != nil {
+				f.logger.Error("embedkv: undecodable committed batch entry; skipping it on every node",
+					"index", l.Index, "term", l.Term, "err", err)
+				out[i] = &result{rev: f.app.kv.Rev(), err: err}
+				continue
+			}
+			for _, cmd := range cmds {
+				out[i] = f.applyCommand(cmd, l, &deliveries)
+			}
 			continue
 		}
-		mine := req.Origin == f.bootID && req.Seq != 0
-		want := mine && f.waiters.has(req.Seq)
-		r := f.app.apply(req, l.Index, want)
-		out[i] = r
-		if want {
-			deliveries = append(deliveries, delivery{req.Seq, r})
-		}
+		out[i] = f.applyCommand(l.Data, l, &deliveries)
 	}
 	if len(logs) > 0 {
 		f.publish(last, false)
@@ -153,6 +153,25 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 		f.waiters.deliver(d.seq, d.r)
 	}
 	return out
+}
+
+// applyCommand applies one request command of entry l (alone, or packed in
+// a batch entry) and queues its result for its waiter if this node
+// proposed it.
+func (f *fsm) applyCommand(cmd []byte, l *raft.Log, deliveries *[]delivery) *result {
+	req, err := decodeCommand(cmd)
+	if err != nil {
+		f.logger.Error("embedkv: undecodable committed command; skipping it on every node",
+			"index", l.Index, "term", l.Term, "err", err)
+		return &result{rev: f.app.kv.Rev(), err: err}
+	}
+	mine := req.Origin == f.bootID && req.Seq != 0
+	want := mine && f.waiters.has(req.Seq)
+	r := f.app.apply(req, l.Index, want)
+	if want {
+		*deliveries = append(*deliveries, delivery{req.Seq, r})
+	}
+	return r
 }
 
 // decodeConfiguration decodes a configuration entry; raft's decoder panics

@@ -96,7 +96,7 @@ func (s *Store) submit(ctx context.Context, req *request, cmd []byte) error {
 			if err := s.leaderAdmit(req); err != nil {
 				return err
 			}
-			_, err := s.applyLocal(ctx, cmd)
+			_, err := s.proposeLeader(ctx, req.Kind, cmd)
 			return err
 		}
 		addr, err := s.leaderAddr()
@@ -327,6 +327,15 @@ func (s *Store) serveForward(ctx context.Context, cmd []byte) (uint64, error) {
 	}
 	if err := s.leaderAdmit(req); err != nil {
 		return 0, err
+	}
+	return s.proposeLeader(ctx, req.Kind, cmd)
+}
+
+// proposeLeader proposes cmd, a request of kind k, on this node, which
+// believes it leads: client writes through the coalescer, the rest alone.
+func (s *Store) proposeLeader(ctx context.Context, k reqKind, cmd []byte) (uint64, error) {
+	if coalescable(k) {
+		return s.proposeCoalesced(ctx, cmd)
 	}
 	return s.applyLocal(ctx, cmd)
 }

@@ -33,18 +33,19 @@ type Store struct {
 	bootID uint64 // random per Open; tags this process's proposals
 	seq    atomic.Uint64
 
-	fsm     *fsm
-	waiters *waiters
-	raft    *raft.Raft
-	bolt    *raftboltdb.BoltStore
-	mux     *transport.Mux
-	trans   *raft.NetworkTransport
-	rpc     *transport.Client
-	reads   *readIndexer
-	hub     *watch.Hub[WatchResponse]
-	lessor  *lease.Lessor
-	leases  *leaseTable
-	tls     *peertls.Loader // nil without Config.TLS
+	fsm       *fsm
+	waiters   *waiters
+	raft      *raft.Raft
+	bolt      *raftboltdb.BoltStore
+	mux       *transport.Mux
+	trans     *raft.NetworkTransport
+	rpc       *transport.Client
+	reads     *readIndexer
+	coalescer *coalescer
+	hub       *watch.Hub[WatchResponse]
+	lessor    *lease.Lessor
+	leases    *leaseTable
+	tls       *peertls.Loader // nil without Config.TLS
 
 	clusterID atomic.Pointer[clusterID] // nil until known (a joiner learns it)
 	members   memberCache
@@ -105,6 +106,7 @@ func Open(cfg Config) (*Store, error) {
 	s.leases = newLeaseTable(s.lessor)
 	s.fsm = newFSM(s.logger, s.bootID, s.waiters, s.leases)
 	s.reads = &readIndexer{s: s}
+	s.coalescer = newCoalescer()
 	s.hub = watch.New(watch.Config[WatchResponse]{
 		Convert:          s.convertBatch,
 		ProgressInterval: cfg.WatchProgressNotifyInterval,
@@ -214,6 +216,7 @@ func (s *Store) start() error {
 	s.goFunc(s.runCompactor)
 	s.goFunc(s.runLeaseCheckpoints)
 	s.goFunc(s.runPromoter)
+	s.goFunc(s.runCoalescer)
 	return s.settleMembership(existing)
 }
 

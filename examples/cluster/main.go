@@ -1,16 +1,16 @@
 // Command cluster runs an embedkv cluster secured with mutual TLS inside
 // this process and changes its membership while it serves:
 //
-//	go run ./examples/cluster
+//		go run ./examples/cluster
 //
-//  1. It makes a certificate authority and one certificate per node, each
-//     naming its node ID (see package peertls), in a temporary directory.
-//  2. Three nodes start from a config list (Config.Peers), every peer
-//     connection being TLS with client certificates required.
-//  3. A fourth node starts with Config.Join: the leader adds it as a
-//     non-voter and promotes it once it has caught up.
-//  4. One of the original nodes leaves (RemoveMember, then Close); the
-//     remaining three keep serving.
+//	 1. It makes a certificate authority and one certificate per node, each
+//	    naming its node ID (see package peertls), in a temporary directory.
+//	 2. Three nodes start from a config list (Config.Peers), every peer
+//	    connection being TLS with client certificates required.
+//	 3. A fourth node starts with Config.Join: the leader adds it as a
+//	    non-voter and promotes it once it has caught up.
+//	 4. One of the original nodes leaves (RemoveMember, then Close); the
+//	    remaining three keep serving.
 //
 // Members are printed after each step; a value written at the start is read
 // back through the newest node at the end. The temporary directory is
