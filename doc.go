@@ -69,11 +69,22 @@
 // time late, and never early. The concurrency subpackage builds sessions,
 // mutexes and elections on leases.
 //
+// # Cluster and operations
+//
+// A cluster starts from a Peers list (the same on every node) or grows by
+// Join: a node started with the addresses of running members is added by
+// the leader as a non-voter and promoted to voter once it has caught up.
+// Members, AddMember and RemoveMember manage membership from any node; a
+// removed node fails every call with ErrRemoved. Each cluster has an ID
+// that every connection announces, so nodes of different clusters refuse
+// each other (ErrWrongCluster). With Config.TLS every peer connection is
+// mutual TLS, and a certificate must name the node ID its holder announces
+// (package peertls). Snapshot writes a consistent backup of the whole store
+// and Restore seeds a new data directory from one.
+//
 // # Caveats
 //
-// Membership changes, mutual TLS and backups are described in the API
-// contract but arrive in later versions. Every node keeps the whole data set
-// in memory. Nodes must be started with the same Peers list; Peers only
-// matters on the very first start (bootstrap), later starts recover the
-// membership from the raft log.
+// Every node keeps the whole data set in memory. Peers only matters on the
+// very first start (bootstrap); later starts recover the membership from
+// the raft log, and a node that comes back on a new address needs Join.
 package store
