@@ -212,3 +212,50 @@ func BenchmarkClusterWatchFanout(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkLeaderClose measures the pause a writer on a follower sees when
+// the leader closes (Close hands leadership over first): the longest gap
+// between two acknowledged writes around the Close, against an election
+// timeout of 500 ms.
+func BenchmarkLeaderClose(b *testing.B) {
+	var worst time.Duration
+	for n := 0; n < b.N; n++ {
+		c := benchCluster(b)
+		l := c.waitLeader()
+		var w int
+		for i := range c.nodes {
+			if i != l {
+				w = i
+				break
+			}
+		}
+		stop := make(chan struct{})
+		gap := make(chan time.Duration, 1)
+		go func() {
+			last, longest := time.Now(), time.Duration(0)
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					gap <- longest
+					return
+				default:
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				_, err := c.nodes[w].Put(ctx, fmt.Sprintf("k%d", i%100), benchValue)
+				cancel()
+				if err == nil {
+					now := time.Now()
+					longest = max(longest, now.Sub(last))
+					last = now
+				}
+			}
+		}()
+		time.Sleep(200 * time.Millisecond) // steady state before the close
+		c.stop(l)
+		time.Sleep(time.Second) // writes resume on the new leader
+		close(stop)
+		worst = max(worst, <-gap)
+		c.closeAll()
+	}
+	b.ReportMetric(float64(worst.Microseconds())/1000, "pause-ms")
+}
