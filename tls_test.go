@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"os"
 	"path/filepath"
@@ -177,4 +178,87 @@ func TestTLSConfigErrors(t *testing.T) {
 		}
 		s.Close()
 	})
+}
+
+func TestTLSCertificateReload(t *testing.T) {
+	ca, err := testpki.NewCA("embedkv test CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newCluster(t, 3, tlsFor(t, ca, testpki.IssueOptions{}))
+	target := c.nodes[0]
+	certFile := c.cfgs[0].TLS.CertFile
+	serialOf := func(pemFile string) string {
+		b, err := os.ReadFile(pemFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pair, err := tls.X509KeyPair(b, mustRead(t, c.cfgs[0].TLS.KeyFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaf, err := x509.ParseCertificate(pair.Certificate[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return leaf.SerialNumber.String()
+	}
+	old := serialOf(certFile)
+
+	// Replace n1's certificate and key on disk, as a rotation job would.
+	if _, err := ca.WriteFiles(filepath.Dir(certFile), "n1", testpki.IssueOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	later := time.Now().Add(time.Minute)
+	for _, f := range []string{certFile, c.cfgs[0].TLS.KeyFile, c.cfgs[0].TLS.CAFile} {
+		if err := os.Chtimes(f, later, later); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rotated := serialOf(certFile)
+	if rotated == old {
+		t.Fatal("the new certificate has the old serial")
+	}
+
+	// New connections to n1 see the new certificate, without a restart.
+	seen := func() string {
+		var serial string
+		peer := clientTLS(t, ca, "n2", testpki.IssueOptions{})
+		cl := transport.NewClient(transport.ClientConfig{
+			TLS: func(addr string) (*tls.Config, error) {
+				cfg, _ := peer(addr)
+				cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+					serial = cs.PeerCertificates[0].SerialNumber.String()
+					return nil
+				}
+				return cfg, nil
+			},
+			Hello: func() transport.Hello { return transport.Hello{NodeID: "n2", ClusterID: target.cluster()} },
+		})
+		defer cl.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if _, err := cl.Call(ctx, target.mux.Addr(), methodHello, nil); err != nil {
+			t.Fatalf("hello over TLS: %v", err)
+		}
+		return serial
+	}
+	var got string
+	if !poll(t, 10*time.Second, func() bool { got = seen(); return got == rotated }) {
+		t.Fatalf("n1 presents serial %s, want the rotated %s (old %s)", got, rotated, old)
+	}
+	// The cluster still works: peers keep connecting to n1.
+	mustPut(t, c.nodes[1], "after-rotation", "1")
+	if got := value(mustGet(t, target, "after-rotation")); got != "1" {
+		t.Fatalf("Get on n1 after rotation: got %q, want %q", got, "1")
+	}
+}
+
+func mustRead(t testing.TB, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
