@@ -101,15 +101,47 @@ func Restore(r io.Reader, cfg Config) error {
 			return err
 		}
 	}
-	created, err := createDir(cfg.Dir)
+	return seedAtomically(&cfg, st, servers, id)
+}
+
+// seedAtomically seeds a temporary directory next to cfg.Dir and renames
+// it into place, so that a crash leaves either no Dir or a complete one.
+func seedAtomically(cfg *Config, st *restoredState, servers []raft.Server, id clusterID) error {
+	parent := filepath.Dir(filepath.Clean(cfg.Dir))
+	if err := os.MkdirAll(parent, 0o700); err != nil {
+		return fmt.Errorf("store: restore: %w", err)
+	}
+	tmp, err := os.MkdirTemp(parent, ".embedkv-restore-")
+	if err != nil {
+		return fmt.Errorf("store: restore: %w", err)
+	}
+	tcfg := *cfg
+	tcfg.Dir = tmp
+	if err := seedDir(&tcfg, st, servers, id); err != nil {
+		os.RemoveAll(tmp)
+		return err
+	}
+	// An existing Dir must be empty (checkFreshDir saw no raft state;
+	// anything else in it is not ours to replace).
+	if err := os.Remove(cfg.Dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		os.RemoveAll(tmp)
+		return fmt.Errorf("%w: %s is not empty: %v", ErrConfig, cfg.Dir, err)
+	}
+	if err := os.Rename(tmp, cfg.Dir); err != nil {
+		os.RemoveAll(tmp)
+		return fmt.Errorf("store: restore: %w", err)
+	}
+	return syncDir(parent)
+}
+
+// syncDir makes a rename in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
 	if err != nil {
 		return err
 	}
-	if err := seedDir(&cfg, st, servers, id); err != nil {
-		cleanupSeed(cfg.Dir, created)
-		return err
-	}
-	return nil
+	defer d.Close()
+	return d.Sync()
 }
 
 // restoreServers is the restored cluster's configuration: Peers, or this
@@ -131,7 +163,8 @@ func restoreServers(cfg *Config) ([]raft.Server, []Peer) {
 	return servers, peers
 }
 
-// checkFreshDir fails when dir holds raft state.
+// checkFreshDir fails when dir holds raft state. (An existing Dir must also
+// be empty; seedAtomically finds out.)
 func checkFreshDir(dir string) error {
 	for _, name := range []string{"raft.db", "snapshots"} {
 		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
@@ -141,17 +174,6 @@ func checkFreshDir(dir string) error {
 		}
 	}
 	return nil
-}
-
-// createDir creates dir (0700) and reports whether it did.
-func createDir(dir string) (bool, error) {
-	if _, err := os.Stat(dir); err == nil {
-		return false, nil
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return false, fmt.Errorf("store: restore: create Dir: %w", err)
-	}
-	return true, nil
 }
 
 // seedDir writes the raft snapshot and the stable store of a new cluster
@@ -189,14 +211,4 @@ func seedDir(cfg *Config, st *restoredState, servers []raft.Server, id clusterID
 	}
 	err = storeClusterID(db, id)
 	return errors.Join(err, db.Close())
-}
-
-// cleanupSeed removes what a failed seedDir wrote.
-func cleanupSeed(dir string, createdDir bool) {
-	if createdDir {
-		_ = os.RemoveAll(dir)
-		return
-	}
-	_ = os.RemoveAll(filepath.Join(dir, "snapshots"))
-	_ = os.Remove(filepath.Join(dir, "raft.db"))
 }

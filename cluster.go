@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/embedkv/store/transport"
 	"github.com/hashicorp/raft"
 )
 
@@ -81,8 +82,12 @@ func validateMember(id, addr string) error {
 	if id == "" || len(id) > maxNodeIDLen {
 		return fmt.Errorf("%w: member ID must be 1..%d bytes", ErrInvalidArgument, maxNodeIDLen)
 	}
-	if _, _, err := net.SplitHostPort(addr); err != nil {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
 		return fmt.Errorf("%w: member address %q: %v", ErrInvalidArgument, addr, err)
+	}
+	if host == "" || port == "" || port == "0" {
+		return fmt.Errorf("%w: member address %q needs a host and a port", ErrInvalidArgument, addr)
 	}
 	return nil
 }
@@ -176,17 +181,30 @@ func (s *Store) leaderChangeOnce(ctx context.Context, req memberReq) error {
 		}
 		return nil
 	case memberAdd, memberJoin:
+		if req.Op == memberJoin {
+			// The joiner must answer, as itself, at the address it gives:
+			// nobody can join under another node's address.
+			if err := s.checkPeerAt(ctx, req.ID, req.Addr); err != nil {
+				return err
+			}
+		}
 		for _, srv := range conf.Servers {
 			sameID, sameAddr := srv.ID == id, srv.Address == addr
 			switch {
 			case sameID && sameAddr:
-				return nil // already a member: joining again is a no-op
+				// Already a member: a no-op, once that entry has committed
+				// (a no-op request commits after it; raft's Barrier would
+				// not reach the FSM, leaving the applied index behind the
+				// commit index).
+				_, err := s.applyLocal(ctx, noopCommand)
+				return err
 			case req.Op == memberAdd && (sameID || sameAddr):
 				return fmt.Errorf("%w: %q at %s clashes with member %q at %s", ErrMemberExists, req.ID, req.Addr, srv.ID, srv.Address)
 			case sameAddr:
-				// A stale member at the joiner's address: the node that
-				// had it is gone. Same ID with a new address is updated
-				// in place by AddNonvoter below (a voter stays a voter).
+				// A stale member at the joiner's address: the joiner
+				// answers there, so the node that had it is gone. Same ID
+				// with a new address is updated in place by AddNonvoter
+				// below (a voter stays a voter).
 				if srv.ID == raft.ServerID(s.cfg.NodeID) {
 					return fmt.Errorf("%w: %s is the leader's own address", ErrMemberExists, req.Addr)
 				}
@@ -262,13 +280,26 @@ func (s *Store) serveMember(ctx context.Context, method uint8, body []byte, from
 	return errNotLeader
 }
 
-// serveHello tells a would-be joiner which cluster this node belongs to.
+// serveHello tells a would-be joiner which cluster this node belongs to,
+// and who it is: 16 bytes of cluster ID, then the node ID.
 func (s *Store) serveHello() ([]byte, error) {
 	id := s.cluster()
 	if id.isZero() {
 		return nil, fmt.Errorf("%w: this node has not joined a cluster yet", ErrNoLeader)
 	}
-	return append([]byte(nil), id[:]...), nil
+	return append(append([]byte(nil), id[:]...), s.cfg.NodeID...), nil
+}
+
+// checkPeerAt checks that node id of this cluster answers at addr.
+func (s *Store) checkPeerAt(ctx context.Context, id, addr string) error {
+	cl, node, err := askHello(ctx, s.rpc, s.peerDialAddr(id, addr))
+	if err != nil {
+		return fmt.Errorf("%w: cannot reach %q at %s: %v", ErrInvalidArgument, id, addr, err)
+	}
+	if cl != s.cluster() || node != id {
+		return fmt.Errorf("%w: %s is node %q of cluster %s, not %q of %s", ErrInvalidArgument, addr, node, cl, id, s.cluster())
+	}
+	return nil
 }
 
 // tellRemoved tells the node at addr (best effort) that the configuration
@@ -291,30 +322,25 @@ func (s *Store) tellRemoved(addr string, index uint64) {
 }
 
 // configChanged is called with every configuration this node applies, at
-// its raft index. It refreshes the member cache and notices when this node
-// is no longer a member.
-//
-// A configuration without this node means "removed" only after one with
-// it: a joiner (or a restarting node) replays the configurations from
-// before it joined, and a node added again after a removal replays the
-// removal too. Committed configurations arrive in log order, so the last
-// one decides, except that one older than a removal notice cannot undo it.
+// its raft index (and with raft's latest one on cache refreshes). It
+// refreshes the member cache and notices when this node is removed: an
+// applied configuration without it that follows an applied one with it.
+// Replaying the log after a restart or a join starts with configurations
+// from before this node joined: those do not count, since no configuration
+// with it came first.
 func (s *Store) configChanged(c raft.Configuration, index uint64) {
-	s.members.set(s, c)
+	s.members.set(s, c, index)
 	if len(c.Servers) == 0 {
 		return
 	}
 	s.memberMu.Lock()
 	defer s.memberMu.Unlock()
 	if s.selfIn(c) {
-		s.wasMember = true
-		if index > s.removedNotice {
-			s.setRemovedLocked(false)
-		}
+		s.memberSince = max(s.memberSince, index)
 		return
 	}
-	if s.wasMember {
-		s.setRemovedLocked(true)
+	if s.memberSince > 0 && index > s.memberSince {
+		s.setRemovedLocked(index)
 	}
 }
 
@@ -333,20 +359,37 @@ func (s *Store) serveRemoved(body []byte) error {
 	}
 	s.memberMu.Lock()
 	defer s.memberMu.Unlock()
-	s.removedNotice = max(s.removedNotice, index)
-	s.setRemovedLocked(true)
+	s.setRemovedLocked(index)
 	return nil
 }
 
-func (s *Store) setRemovedLocked(removed bool) {
-	if s.removed.Swap(removed) == removed {
+// removedKey marks, in the stable store, a node that was removed: it never
+// serves again from this Dir (Open fails with ErrRemoved).
+var removedKey = []byte("embedkv/removed")
+
+// setRemovedLocked marks this node removed by the configuration at index,
+// in memory and on disk. memberMu is held.
+func (s *Store) setRemovedLocked(index uint64) {
+	if s.removed.Swap(true) {
 		return
 	}
-	if removed {
-		s.logger.Warn("embedkv: this node has been removed from the cluster; calls now fail with ErrRemoved")
-	} else {
-		s.logger.Info("embedkv: this node is a member again")
+	s.logger.Warn("embedkv: this node has been removed from the cluster; calls now fail with ErrRemoved", "index", index)
+	if err := s.bolt.Set(removedKey, binary.BigEndian.AppendUint64(nil, index)); err != nil {
+		s.logger.Error("embedkv: recording the removal failed", "err", err)
 	}
+}
+
+// markRemoved is setRemovedLocked for callers without memberMu.
+func (s *Store) markRemoved(index uint64) {
+	s.memberMu.Lock()
+	defer s.memberMu.Unlock()
+	s.setRemovedLocked(index)
+}
+
+// wasRemoved reports whether the stable store says this node was removed.
+func wasRemoved(st stableKV) bool {
+	b, err := st.Get(removedKey)
+	return err == nil && len(b) > 0
 }
 
 // usable returns ErrStopped after Close and ErrRemoved after removal.
@@ -368,6 +411,7 @@ func (s *Store) usable() error {
 func (s *Store) runPromoter() {
 	const interval = 200 * time.Millisecond
 	marks := map[raft.ServerID]uint64{}
+	lastLeader := time.Now()
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -378,6 +422,7 @@ func (s *Store) runPromoter() {
 		}
 		if s.raft.State() != raft.Leader || s.readyTerm.Load() == 0 {
 			clear(marks)
+			s.probeMembership(&lastLeader)
 			continue
 		}
 		f := s.raft.GetConfiguration()
@@ -404,7 +449,9 @@ func (s *Store) runPromoter() {
 				continue
 			}
 			if mark, ok := marks[srv.ID]; ok && applied >= mark {
-				err := s.raft.AddVoter(srv.ID, srv.Address, 0, 0).Error()
+				// Against the configuration read above: a change since
+				// (a removal, a new address) makes this fail, not undo it.
+				err := s.raft.AddVoter(srv.ID, srv.Address, f.Index(), 0).Error()
 				if err != nil {
 					s.logger.Info("embedkv: promoting member failed", "member", srv.ID, "err", err)
 				} else {
@@ -423,16 +470,58 @@ func (s *Store) runPromoter() {
 	}
 }
 
-// peerApplied asks a peer for its applied index.
+// probeMembership runs on a node that has heard from no leader for a few
+// election timeouts: it asks the other members whether it still is one. A
+// node removed while it was down or cut off learns it this way (members
+// refuse its raft traffic, so it would otherwise wait forever).
+func (s *Store) probeMembership(lastLeader *time.Time) {
+	if s.removed.Load() {
+		return
+	}
+	if _, id := s.raft.LeaderWithID(); id != "" {
+		*lastLeader = time.Now()
+		return
+	}
+	if time.Since(*lastLeader) < 3*s.cfg.ElectionTimeout {
+		return
+	}
+	*lastLeader = time.Now() // probe again after another quiet spell
+	f := s.raft.GetConfiguration()
+	if f.Error() != nil {
+		return
+	}
+	for _, srv := range f.Configuration().Servers {
+		if srv.ID == raft.ServerID(s.cfg.NodeID) {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, err := s.rpc.Call(ctx, s.peerDialAddr(string(srv.ID), string(srv.Address)), methodApplied, nil)
+		cancel()
+		var re *transport.RemoteError
+		if errors.As(err, &re) && errors.Is(errorFromCode(re.Code, re.Msg), errNotMember) {
+			s.logger.Warn("embedkv: a member says this node is not in the cluster", "member", srv.ID)
+			s.markRemoved(0)
+			return
+		}
+	}
+}
+
+// peerApplied asks member id at addr for its applied index; the reply
+// must come from that member.
 func (s *Store) peerApplied(ctx context.Context, id, addr string) (uint64, error) {
 	resp, err := s.rpc.Call(ctx, s.peerDialAddr(id, addr), methodApplied, nil)
 	if err != nil {
 		return 0, err
 	}
-	if len(resp) != 8 {
-		return 0, fmt.Errorf("%w: applied-index reply of %d bytes", ErrCorrupt, len(resp))
+	if len(resp) < 8 || string(resp[8:]) != id {
+		return 0, fmt.Errorf("%w: applied-index reply from %s is not from %q", ErrCorrupt, addr, id)
 	}
 	return binary.BigEndian.Uint64(resp), nil
+}
+
+// serveApplied answers peerApplied: the applied index, then the node ID.
+func (s *Store) serveApplied() []byte {
+	return append(binary.BigEndian.AppendUint64(nil, s.fsm.current().index), s.cfg.NodeID...)
 }
 
 // peerDialAddr is the address to dial for member id advertised at addr.
@@ -453,28 +542,40 @@ type memberCache struct {
 }
 
 type memberSnapshot struct {
+	index uint64 // of the configuration
 	ids   map[string]bool
 	addrs map[string]string // advertised and dial addresses -> ID
 }
 
-func (c *memberCache) set(s *Store, conf raft.Configuration) {
-	m := &memberSnapshot{ids: map[string]bool{}, addrs: map[string]string{}}
+// set caches conf, the configuration at index, unless a newer one is
+// cached (a replay applies old configurations after a refresh from
+// raft's latest).
+func (c *memberCache) set(s *Store, conf raft.Configuration, index uint64) {
+	m := &memberSnapshot{index: index, ids: map[string]bool{}, addrs: map[string]string{}}
 	for _, srv := range conf.Servers {
 		id := string(srv.ID)
 		m.ids[id] = true
 		m.addrs[string(srv.Address)] = id
 		m.addrs[s.peerDialAddr(id, string(srv.Address))] = id
 	}
-	c.p.Store(m)
+	for {
+		old := c.p.Load()
+		if old != nil && old.index > index {
+			return
+		}
+		if c.p.CompareAndSwap(old, m) {
+			return
+		}
+	}
 }
 
 // lookup returns the cached snapshot, refreshing it from raft when it is
 // missing or when miss says the cached one lacks what is looked for.
 func (c *memberCache) lookup(s *Store, miss func(*memberSnapshot) bool) *memberSnapshot {
 	m := c.p.Load()
-	if (m == nil || miss(m)) && s.raft != nil {
+	if (m == nil || miss(m)) && s.raftUp.Load() {
 		if f := s.raft.GetConfiguration(); f.Error() == nil {
-			c.set(s, f.Configuration())
+			c.set(s, f.Configuration(), f.Index())
 			m = c.p.Load()
 		}
 	}
@@ -505,3 +606,8 @@ type peerCtx struct {
 }
 
 var errUnidentified = errors.New("store: this connection did not identify its cluster; only Hello and Join are served")
+
+// errNotMember is a member's answer to a node of its cluster that is not in
+// its configuration: a removed node. It travels as a wire code; the node
+// that receives it marks itself removed.
+var errNotMember = errors.New("store: the calling node is not a member of the cluster")

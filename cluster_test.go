@@ -412,3 +412,117 @@ func TestClusterIdentityRefusesOtherCluster(t *testing.T) {
 		}
 	})
 }
+
+func TestJoinUnderAnotherMembersAddress(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	before := memberList(t, c.nodes[0])
+	cfg := Config{
+		NodeID:        "evil",
+		Dir:           filepath.Join(t.TempDir(), "evil"),
+		BindAddr:      freeAddrs(t, 1)[0],
+		AdvertiseAddr: c.cfgs[2].BindAddr, // n3's address
+		Join:          []string{c.cfgs[0].BindAddr},
+		JoinTimeout:   3 * time.Second,
+		Logger:        testLogger(t),
+	}
+	s, err := Open(cfg)
+	if err == nil {
+		s.Close()
+		t.Fatal("a node joined under another member's address")
+	}
+	if got := memberList(t, c.nodes[0]); got != before {
+		t.Fatalf("members: got %q, want %q", got, before)
+	}
+}
+
+func TestRemovedWhileDown(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	mustPut(t, c.nodes[0], "k", "v")
+	down := c.follower()
+	id := c.cfgs[down].NodeID
+	c.stop(down)
+	var other *Store
+	for _, s := range c.nodes {
+		if s != nil {
+			other = s
+			break
+		}
+	}
+	if err := other.RemoveMember(ctxT(t), id); err != nil {
+		t.Fatalf("RemoveMember(%s): %v", id, err)
+	}
+	// Outlast the leader's removal notices (5 attempts over about 6 s), so
+	// that only asking the members can tell the node.
+	time.Sleep(7 * time.Second)
+	s, err := Open(c.cfgs[down])
+	if err != nil {
+		t.Fatalf("Open of a node removed while down: %v (its log does not know yet)", err)
+	}
+	c.nodes[down] = s
+	// Members refuse its raft traffic; it asks them and learns it.
+	if !poll(t, 15*time.Second, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err := s.Get(ctx, "k", WithSerializable())
+		return errors.Is(err, ErrRemoved)
+	}) {
+		t.Fatal("a node removed while down never reports ErrRemoved")
+	}
+	c.stop(down)
+	if _, err := Open(c.cfgs[down]); !errors.Is(err, ErrRemoved) {
+		t.Fatalf("reopening a removed node: got %v, want ErrRemoved", err)
+	}
+}
+
+func TestJoinedNodeRestartsWithLongHistory(t *testing.T) {
+	c := newCluster(t, 1, nil)
+	for i := 0; i < 300; i++ {
+		mustPut(t, c.nodes[0], fmt.Sprintf("pre/%03d", i), "v")
+	}
+	i := c.join(nil)
+	waitMembers(t, c.nodes[0], "n1:voter n2:voter")
+	for round := 0; round < 2; round++ {
+		c.stop(i)
+		s := c.start(i)
+		// Replaying the configurations from before it joined must not
+		// make it think it was removed, even briefly.
+		for k := 0; k < 200; k++ {
+			if err := s.usable(); err != nil {
+				t.Fatalf("restart %d, check %d: %v", round, k, err)
+			}
+		}
+		if !poll(t, 10*time.Second, func() bool {
+			r, err := s.Get(ctxT(t), "pre/299", WithSerializable())
+			if errors.Is(err, ErrRemoved) {
+				t.Fatalf("restart %d: %v", round, err)
+			}
+			return err == nil && value(r) == "v"
+		}) {
+			t.Fatalf("restart %d: did not catch up", round)
+		}
+	}
+}
+
+func TestRemoveWhilePromoterIsBusy(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	s := c.nodes[0]
+	// A non-voter that never answers slows every promoter round.
+	if err := s.AddMember(ctxT(t), "ghost", freeAddrs(t, 1)[0]); err != nil {
+		t.Fatal(err)
+	}
+	for k := 0; k < 3; k++ {
+		i := c.join(nil)
+		id := c.cfgs[i].NodeID
+		if err := s.RemoveMember(ctxT(t), id); err != nil {
+			t.Fatalf("RemoveMember(%s): %v", id, err)
+		}
+		c.stop(i)
+	}
+	// The removed nodes must stay removed: promotion never undoes a removal.
+	for n := 0; n < 10; n++ {
+		if got, want := memberList(t, s), "ghost:nonvoter n1:voter n2:voter n3:voter"; got != want {
+			t.Fatalf("members: got %q, want %q", got, want)
+		}
+		time.Sleep(100 * time.Millisecond) // let promoter rounds run
+	}
+}

@@ -155,4 +155,3 @@ func FuzzApplyBatch(f *testing.F) {
 		}
 	})
 }
-

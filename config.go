@@ -167,6 +167,9 @@ func (c Config) withDefaults() (Config, error) {
 	if err != nil {
 		return bad("BindAddr %q: %v", c.BindAddr, err)
 	}
+	if (host == "" || net.ParseIP(host).IsUnspecified()) && c.AdvertiseAddr == "" && len(c.Peers) == 0 {
+		return bad("BindAddr %q listens on every interface: set AdvertiseAddr to the address peers dial", c.BindAddr)
+	}
 	if c.TLS != nil {
 		if c.TLS.CertFile == "" || c.TLS.KeyFile == "" || c.TLS.CAFile == "" {
 			return bad("TLS needs CertFile, KeyFile and CAFile")

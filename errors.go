@@ -98,6 +98,7 @@ var errCodes = []struct {
 	{17, ErrKeyNotFound},
 	{18, ErrRemoved},
 	{19, ErrWrongCluster},
+	{20, errNotMember},
 }
 
 // errNotLeader is an internal, retryable error: the node asked is not the

@@ -62,16 +62,23 @@ func (s *Store) anonClient() *transport.Client {
 	}))
 }
 
-// askCluster asks the node at addr for its cluster ID (methodHello).
+// askCluster asks the node at addr for its cluster ID.
 func askCluster(ctx context.Context, c *transport.Client, addr string) (clusterID, error) {
+	id, _, err := askHello(ctx, c, addr)
+	return id, err
+}
+
+// askHello asks the node at addr for its cluster ID and node ID
+// (methodHello). Transport failures are retryable.
+func askHello(ctx context.Context, c *transport.Client, addr string) (clusterID, string, error) {
 	resp, err := c.Call(ctx, addr, methodHello, nil)
 	if err != nil {
-		return clusterID{}, &retryError{err}
+		return clusterID{}, "", &retryError{err}
 	}
-	if len(resp) != len(clusterID{}) {
-		return clusterID{}, fmt.Errorf("%w: hello reply of %d bytes from %s", ErrCorrupt, len(resp), addr)
+	if len(resp) < len(clusterID{}) {
+		return clusterID{}, "", fmt.Errorf("%w: hello reply of %d bytes from %s", ErrCorrupt, len(resp), addr)
 	}
-	return clusterID(resp), nil
+	return clusterID(resp[:16]), string(resp[16:]), nil
 }
 
 // settleMembership finishes Open once raft runs: a joiner asks to be added
@@ -83,12 +90,7 @@ func (s *Store) settleMembership(existing bool) error {
 		return fmt.Errorf("store: read configuration: %w", err)
 	}
 	conf := f.Configuration()
-	s.members.set(s, conf)
-	if s.selfIn(conf) {
-		s.memberMu.Lock()
-		s.wasMember = true
-		s.memberMu.Unlock()
-	}
+	s.members.set(s, conf, f.Index())
 	if len(s.cfg.Join) > 0 {
 		if existing {
 			if err := s.checkJoinCluster(); err != nil {
@@ -103,7 +105,7 @@ func (s *Store) settleMembership(existing bool) error {
 		return s.joinCluster()
 	}
 	if existing && len(conf.Servers) > 0 && !s.selfIn(conf) {
-		return fmt.Errorf("%w: its data directory says so; Open it with Config.Join to be added again", ErrRemoved)
+		return fmt.Errorf("%w: its raft log says so; to bring it back, empty its directory and join again", ErrRemoved)
 	}
 	return nil
 }

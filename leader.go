@@ -11,11 +11,7 @@ import (
 // proposes a no-op request and, once it is applied, marks the term ready for
 // read-index reads (see readIndexer). Runs until Close.
 func (s *Store) watchLeadership() {
-	noop, err := encodeCommand(cmdRequest, &request{Kind: reqNoop})
-	if err != nil {
-		s.logger.Error("embedkv: encode no-op", "err", err)
-		return
-	}
+	noop := noopCommand
 	for {
 		select {
 		case <-s.stopCh:
@@ -32,6 +28,16 @@ func (s *Store) watchLeadership() {
 		}
 	}
 }
+
+// noopCommand is a request that changes nothing: a new leader's first
+// entry, and a way to wait until everything before it has committed.
+var noopCommand = func() []byte {
+	b, err := encodeCommand(cmdRequest, &request{Kind: reqNoop})
+	if err != nil {
+		panic(err) // a constant request always encodes
+	}
+	return b
+}()
 
 // becomeReady proposes the no-op of a new term until it is applied (then
 // the term is ready for reads) or this node is no longer leader of that term.

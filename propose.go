@@ -221,6 +221,10 @@ func (s *Store) forward(ctx context.Context, addr string, method uint8, body []b
 		switch {
 		case errors.As(err, &re):
 			rerr := errorFromCode(re.Code, re.Msg)
+			if errors.Is(rerr, errNotMember) {
+				s.markRemoved(0)
+				return 0, fmt.Errorf("%w: %s says so", ErrRemoved, addr)
+			}
 			if !mutating(method) || errors.Is(rerr, errNotLeader) || errors.Is(rerr, ErrNoLeader) {
 				return 0, &retryError{rerr}
 			}
@@ -270,7 +274,7 @@ func (s *Store) handleRPC(ctx context.Context, method uint8, body []byte) ([]byt
 	case from.cluster != s.cluster():
 		err = errUnidentified
 	case !from.member:
-		err = fmt.Errorf("%w: node %q is not a member", ErrInvalidArgument, from.id)
+		err = fmt.Errorf("%w: %q", errNotMember, from.id)
 	case method == methodForward:
 		idx, err = s.serveForward(ctx, body)
 	case method == methodReadIndex:
@@ -280,7 +284,7 @@ func (s *Store) handleRPC(ctx context.Context, method uint8, body []byte) ([]byt
 	case method == methodMember:
 		err = s.serveMember(ctx, method, body, from)
 	case method == methodApplied:
-		idx = s.fsm.current().index
+		return s.serveApplied(), nil
 	case method == methodRemoved:
 		err = s.serveRemoved(body)
 	default:

@@ -50,12 +50,12 @@ type Store struct {
 	clusterID atomic.Pointer[clusterID] // nil until known (a joiner learns it)
 	members   memberCache
 	removed   atomic.Bool // this node is no longer a member (see configChanged)
+	raftUp    atomic.Bool // s.raft is set: raft connections may be admitted
 
-	// memberMu guards wasMember and removedNotice, and serialises changes
-	// of removed. Lock order: leaf.
-	memberMu      sync.Mutex
-	wasMember     bool   // an applied configuration listed this node
-	removedNotice uint64 // index of the latest removal the leader told us of
+	// memberMu guards memberSince and serialises marking this node removed.
+	// Lock order: leaf (the stable store's own lock is taken under it).
+	memberMu    sync.Mutex
+	memberSince uint64 // index of the latest applied configuration listing this node
 
 	// expireMu guards expireCtx, which bounds lease-expiry proposals and is
 	// cancelled before the lessor is demoted. Lock order: leaf.
@@ -185,11 +185,15 @@ func (s *Store) start() error {
 	rc.MaxAppendEntries = cfg.MaxAppendEntries
 	rc.BatchApplyCh = false // true can strand Apply futures forever on Shutdown (they sit in the buffered applyCh)
 	rc.NoLegacyTelemetry = true
+	rc.ShutdownOnRemove = false // a removed node stays up and answers ErrRemoved (raft's own shutdown would strand futures)
 	rc.Logger = hlog
 
 	existing, err := raft.HasExistingState(logs, s.bolt, snaps)
 	if err != nil {
 		return fmt.Errorf("store: inspect raft state: %w", err)
+	}
+	if wasRemoved(s.bolt) {
+		return fmt.Errorf("%w: its data directory %s says so; to bring it back, empty the directory and join again", ErrRemoved, cfg.Dir)
 	}
 	if err := s.initCluster(existing); err != nil {
 		return err
@@ -211,6 +215,7 @@ func (s *Store) start() error {
 	if err != nil {
 		return fmt.Errorf("store: start raft: %w", err)
 	}
+	s.raftUp.Store(true)
 	s.mux.ServeRPC(s.handleRPC)
 	s.goFunc(s.watchLeadership)
 	s.goFunc(s.runCompactor)

@@ -30,8 +30,8 @@
 //
 // # Identity
 //
-// A node's ID is carried in its certificate, preferably as a URI subject
-// alternative name
+// A node's ID is carried in its certificate, as a URI subject alternative
+// name
 //
 //	embedkv://node/<id>
 //
@@ -41,11 +41,16 @@
 // query or a fragment) the certificate has no identity, rather than
 // silently falling back to something else. URI SANs with other schemes or
 // hosts are ignored, so the certificate may carry SPIFFE IDs and the like.
-// Without an embedkv://node URI, the subject common name, if not empty, is
-// the ID; this suits certificates from tools that cannot write URI SANs,
-// but a URI is less ambiguous, since common names are often set to host
-// names. A certificate with neither has no identity, and New refuses it as
-// the node's own certificate, as handshakes refuse it from a peer.
+//
+// The embedkv://node URI SAN is also what marks a certificate as an
+// embedkv node certificate, and it is the only source of the ID: the
+// subject common name is never used. A certificate without that URI,
+// such as a client or server certificate the same CA issued for another
+// purpose, has no identity whatever its common name, and New refuses it
+// as the node's own certificate, as handshakes refuse it from a peer (at
+// both ends: the refusing side aborts the handshake). Otherwise any
+// certificate from the CA, for a name that happens to equal a node ID,
+// could pass for that node.
 //
 // # With package transport
 //
@@ -66,14 +71,16 @@
 // # Making certificates
 //
 // Use a CA dedicated to the cluster (or to a set of clusters that may talk
-// to each other): any certificate it signs for either usage below is a
-// valid member, so it must not be a public or company-wide CA. Give each
-// node a certificate with
+// to each other): any certificate it signs with an embedkv://node URI SAN
+// and the usages below is a valid member, so it must not be a public or
+// company-wide CA, nor one that lets its requesters choose URI SANs.
+// Certificates it signs without that URI are not nodes. Give each node a
+// certificate with
 //
-//   - the URI SAN embedkv://node/<id>, for example with the OpenSSL
-//     extension "subjectAltName = URI:embedkv://node/node-1" (escape
-//     characters outside letters, digits and -._~ in the ID as NodeURI
-//     does);
+//   - the URI SAN embedkv://node/<id>, which is required, for example
+//     with the OpenSSL extension "subjectAltName = URI:embedkv://node/node-1"
+//     (escape characters outside letters, digits and -._~ in the ID as
+//     NodeURI does); the common name may be anything;
 //   - the extended key usages serverAuth and clientAuth, both, because
 //     every node both accepts and dials (New checks that the certificate
 //     verifies for each);

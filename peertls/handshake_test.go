@@ -19,8 +19,12 @@ func TestHandshake(t *testing.T) {
 
 	srv := newLoader(t, writeNode(t, caA, "srv", testpki.IssueOptions{}), peertls.Options{})
 	cli := newLoader(t, writeNode(t, caA, "cli", testpki.IssueOptions{}), peertls.Options{})
-	cnOnly := newLoader(t, writeNode(t, caA, "cn-node", testpki.IssueOptions{NoURI: true}), peertls.Options{})
-	cnServer := newLoader(t, writeNode(t, caA, "cn-srv", testpki.IssueOptions{NoURI: true}), peertls.Options{})
+	// Certificates from the same CA with a node's ID as common name but
+	// no embedkv://node URI SAN, as for another purpose: not nodes, so
+	// they may not pass for "cli" and "srv" (New refuses them, hence the
+	// raw configurations).
+	cnClientCert, cnClientKey := issue(t, caA, "cli", testpki.IssueOptions{NoURI: true})
+	cnServerCert, cnServerKey := issue(t, caA, "srv", testpki.IssueOptions{NoURI: true})
 
 	// A client from CA B that trusts both CAs, so that only the server
 	// (trusting CA A alone) refuses.
@@ -73,12 +77,19 @@ func TestHandshake(t *testing.T) {
 			wantOK: true, wantServerSees: "cli", wantClientSees: "srv",
 		},
 		{
-			name: "client identity from common name", server: srv.ServerConfig(), client: cnOnly.ClientConfig("srv"),
-			wantOK: true, wantServerSees: "cn-node", wantClientSees: "srv",
+			name: "client identity not taken from common name", server: srv.ServerConfig(),
+			client:  rawClient(t, cnClientCert, cnClientKey),
+			refuser: "server", wantIs: peertls.ErrIdentity, wantMsg: "not a node certificate",
 		},
 		{
-			name: "server identity from common name", server: cnServer.ServerConfig(), client: cli.ClientConfig("cn-srv"),
-			wantOK: true, wantServerSees: "cli", wantClientSees: "cn-srv",
+			name: "server identity not taken from common name", server: rawServer(t, cnServerCert, cnServerKey),
+			client:  cli.ClientConfig("srv"),
+			refuser: "client", wantIs: peertls.ErrIdentity, wantMsg: "not a node certificate",
+		},
+		{
+			name: "server with only a common name, any node expected", server: rawServer(t, cnServerCert, cnServerKey),
+			client:  cli.ClientConfig(""),
+			refuser: "client", wantIs: peertls.ErrIdentity, wantMsg: "not a node certificate",
 		},
 		{
 			name: "server identity differs from expected", server: srv.ServerConfig(), client: cli.ClientConfig("other"),
@@ -108,7 +119,7 @@ func TestHandshake(t *testing.T) {
 		},
 		{
 			name: "client certificate without identity", server: srv.ServerConfig(), client: rawClient(t, noIDCert, noIDKey),
-			refuser: "server", wantIs: peertls.ErrIdentity, wantMsg: "neither",
+			refuser: "server", wantIs: peertls.ErrIdentity, wantMsg: "no embedkv://node/<id> URI SAN",
 		},
 		{
 			name: "client offers only TLS 1.1", server: srv.ServerConfig(), client: tls11,

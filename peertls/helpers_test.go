@@ -107,6 +107,22 @@ func rawClient(t *testing.T, certPEM, keyPEM []byte) *tls.Config {
 	return cfg
 }
 
+// rawServer returns a server configuration presenting certPEM and keyPEM,
+// requiring a client certificate and verifying nothing, for certificates a
+// Loader refuses.
+func rawServer(t *testing.T, certPEM, keyPEM []byte) *tls.Config {
+	t.Helper()
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatalf("X509KeyPair: %v", err)
+	}
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		ClientAuth:   tls.RequireAnyClientCert,
+		Certificates: []tls.Certificate{pair},
+	}
+}
+
 // result is the outcome of one handshake, seen from both ends.
 type result struct {
 	serverErr, clientErr     error

@@ -43,12 +43,15 @@ func NodeURI(id string) *url.URL {
 // slash followed by the non-empty, path-escaped ID, with no further slash
 // and no port, user, query or fragment; the ID is returned unescaped and
 // must be valid UTF-8. Such a URI that is malformed is an error: it is
-// never skipped in favour of a later URI or of the common name. URI SANs
-// with another scheme or host are ignored.
+// never skipped in favour of a later URI. URI SANs with another scheme or
+// host are ignored.
 //
-// Without an embedkv://node URI, the ID is the subject's common name if it
-// is not empty. Otherwise, and for a nil cert, Identity returns an error
-// wrapping ErrIdentity.
+// The embedkv://node URI SAN is what makes a certificate an embedkv node
+// certificate, so it is the only source of the ID: the subject (common
+// name included) is never read, and a certificate the same CA issued for
+// another purpose, without that URI, is not a node. For such a
+// certificate, and for a nil cert, Identity returns an error wrapping
+// ErrIdentity.
 func Identity(cert *x509.Certificate) (string, error) {
 	if cert == nil {
 		return "", fmt.Errorf("%w: no certificate", ErrIdentity)
@@ -59,10 +62,7 @@ func Identity(cert *x509.Certificate) (string, error) {
 		}
 		return parseNodeURI(u)
 	}
-	if cn := cert.Subject.CommonName; cn != "" {
-		return cn, nil
-	}
-	return "", fmt.Errorf("%w: certificate %q has neither an %s://%s/<id> URI SAN nor a common name",
+	return "", fmt.Errorf("%w: certificate %q has no %s://%s/<id> URI SAN: it is not a node certificate",
 		ErrIdentity, cert.Subject.String(), uriScheme, uriHost)
 }
 

@@ -23,7 +23,8 @@ func mustURL(t *testing.T, s string) *url.URL {
 	return u
 }
 
-// TestIdentity checks how Identity reads URI SANs and common names.
+// TestIdentity checks how Identity reads URI SANs, and that it never takes
+// the ID from the common name.
 func TestIdentity(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -33,7 +34,7 @@ func TestIdentity(t *testing.T) {
 		wantErr bool
 	}{
 		{name: "plain URI", uris: []string{"embedkv://node/n1"}, want: "n1"},
-		{name: "URI wins over common name", uris: []string{"embedkv://node/n1"}, cn: "cn", want: "n1"},
+		{name: "URI, common name ignored", uris: []string{"embedkv://node/n1"}, cn: "cn", want: "n1"},
 		{name: "escaped space", uris: []string{"embedkv://node/my%20node"}, want: "my node"},
 		{name: "escaped unicode", uris: []string{"embedkv://node/h%C3%A9llo-%E2%9C%93"}, want: "héllo-✓"},
 		{name: "escaped slash", uris: []string{"embedkv://node/a%2Fb"}, want: "a/b"},
@@ -41,10 +42,12 @@ func TestIdentity(t *testing.T) {
 		{name: "upper-case scheme and host", uris: []string{"EMBEDKV://NODE/n1"}, want: "n1"},
 		{name: "first node URI wins", uris: []string{"embedkv://node/a", "embedkv://node/b"}, want: "a"},
 		{name: "other URIs skipped", uris: []string{"spiffe://example.org/x", "embedkv://node/n1"}, want: "n1"},
-		{name: "wrong scheme falls back to common name", uris: []string{"https://node/n1"}, cn: "cn", want: "cn"},
-		{name: "wrong host falls back to common name", uris: []string{"embedkv://peer/n1"}, cn: "cn", want: "cn"},
-		{name: "opaque URI is not a node URI", uris: []string{"embedkv:node/n1"}, cn: "cn", want: "cn"},
-		{name: "common name only", cn: "cn node", want: "cn node"},
+		{name: "wrong scheme, no fallback to common name", uris: []string{"https://node/n1"}, cn: "cn", wantErr: true},
+		{name: "wrong host, no fallback to common name", uris: []string{"embedkv://peer/n1"}, cn: "cn", wantErr: true},
+		{name: "opaque URI is not a node URI", uris: []string{"embedkv:node/n1"}, cn: "cn", wantErr: true},
+		{name: "common name only", cn: "cn node", wantErr: true},
+		{name: "common name equal to a node ID", cn: "n1", wantErr: true},
+		{name: "other URI and common name", uris: []string{"spiffe://example.org/n1"}, cn: "n1", wantErr: true},
 		{name: "neither", wantErr: true},
 		{name: "wrong scheme and no common name", uris: []string{"https://node/n1"}, wantErr: true},
 		{name: "extra slash", uris: []string{"embedkv://node/a/b"}, cn: "cn", wantErr: true},
@@ -138,10 +141,18 @@ func TestPeerIdentity(t *testing.T) {
 		{
 			name: "leaf decides",
 			state: tls.ConnectionState{PeerCertificates: []*x509.Certificate{
-				{Subject: pkix.Name{CommonName: "leaf"}},
-				{Subject: pkix.Name{CommonName: "intermediate"}},
+				{URIs: []*url.URL{peertls.NodeURI("leaf")}},
+				{URIs: []*url.URL{peertls.NodeURI("intermediate")}},
 			}},
 			want: "leaf",
+		},
+		{
+			name: "leaf with only a common name",
+			state: tls.ConnectionState{PeerCertificates: []*x509.Certificate{
+				{Subject: pkix.Name{CommonName: "leaf"}},
+				{URIs: []*url.URL{peertls.NodeURI("intermediate")}},
+			}},
+			wantErr: true,
 		},
 		{
 			name:    "leaf without identity",

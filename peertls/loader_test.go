@@ -37,11 +37,21 @@ func TestNew(t *testing.T) {
 			wantID: "a",
 		},
 		{
-			name: "identity from common name",
+			name: "no identity from common name",
 			files: func(t *testing.T, f peertls.Files) peertls.Files {
 				return writeNode(t, caA, "cn-node", testpki.IssueOptions{NoURI: true})
 			},
-			wantID: "cn-node",
+			wantIs: peertls.ErrIdentity, wantMsg: "not a node certificate",
+		},
+		{
+			name: "common name equal to the node ID",
+			files: func(t *testing.T, f peertls.Files) peertls.Files {
+				certPEM, keyPEM := issue(t, caA, "a", testpki.IssueOptions{NoURI: true})
+				writeFile(t, f.CertFile, certPEM)
+				writeFile(t, f.KeyFile, keyPEM)
+				return f
+			},
+			wantIs: peertls.ErrIdentity, wantMsg: "a.crt",
 		},
 		{
 			name: "CA bundle with the issuer second",

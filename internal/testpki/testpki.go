@@ -3,10 +3,12 @@
 //
 // A CA is a self-signed ECDSA P-256 certificate authority held in memory.
 // Issue signs node certificates the way package peertls expects them (the
-// node ID in an embedkv://node/<id> URI SAN and in the common name, both
-// server and client authentication), and IssueOptions bends them into the
-// broken shapes tests need: expired, not yet valid, without a URI SAN,
-// with other extended key usages. WriteFiles puts a certificate, its key
+// node ID in an embedkv://node/<id> URI SAN, which alone makes them node
+// certificates, and in the common name; both server and client
+// authentication), and IssueOptions bends them into the broken shapes
+// tests need: expired, not yet valid, without a URI SAN (hence not node
+// certificates, whatever their common name), with other extended key
+// usages. WriteFiles puts a certificate, its key
 // and the CA certificate in a directory as peertls.Files.
 //
 // Keys are generated with crypto/rand; a P-256 key takes well under a
@@ -99,7 +101,10 @@ type IssueOptions struct {
 	// NotBefore and NotAfter bound the validity; zero means an hour ago
 	// and 24 hours from now.
 	NotBefore, NotAfter time.Time
-	// NoURI leaves out the embedkv://node/<id> URI SAN.
+	// NoURI leaves out the embedkv://node/<id> URI SAN, which makes a
+	// certificate that peertls refuses as a node certificate, whatever
+	// its common name: the shape of a certificate the same CA issued for
+	// another purpose.
 	NoURI bool
 	// CommonName is the subject common name; empty means the node ID.
 	CommonName string
@@ -116,9 +121,9 @@ type IssueOptions struct {
 // peertls.NodeURI and in its common name, carries the IP SANs 127.0.0.1
 // and ::1 and the DNS SAN localhost, allows server and client
 // authentication, and is valid from an hour ago until 24 hours from now;
-// opts changes that. An empty nodeID gives neither URI SAN nor default
-// common name, hence with NoURI and no CommonName a certificate without
-// any identity.
+// opts changes that. peertls takes the identity from the URI SAN only, so
+// a certificate made with NoURI, or with an empty nodeID (which gives
+// neither URI SAN nor default common name), has no identity.
 func (ca *CA) Issue(nodeID string, opts IssueOptions) (certPEM, keyPEM []byte, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
