@@ -349,6 +349,19 @@ func rangeOptions(r *rangeReq) mvcc.RangeOptions {
 }
 
 func getResponse(rr *mvcc.RangeResult) *GetResponse {
+	if len(rr.KVs) == 1 {
+		// One allocation for the response, its slice and the KeyValue
+		// (the common single-key read), plus one for the bytes.
+		one := &struct {
+			resp GetResponse
+			ptr  [1]*KeyValue
+			kv   KeyValue
+		}{}
+		copyKV(&one.kv, rr.KVs[0])
+		one.ptr[0] = &one.kv
+		one.resp = GetResponse{Count: rr.Count, More: rr.More, Kvs: one.ptr[:]}
+		return &one.resp
+	}
 	g := &GetResponse{Count: rr.Count, More: rr.More}
 	if len(rr.KVs) > 0 {
 		g.Kvs = make([]*KeyValue, len(rr.KVs))
@@ -362,10 +375,17 @@ func getResponse(rr *mvcc.RangeResult) *GetResponse {
 // toKV copies an MVCC record into a caller-owned KeyValue (key and value
 // share one allocation).
 func toKV(kv *mvcc.KeyValue) *KeyValue {
+	out := new(KeyValue)
+	copyKV(out, kv)
+	return out
+}
+
+// copyKV fills out with a copy of kv.
+func copyKV(out *KeyValue, kv *mvcc.KeyValue) {
 	buf := make([]byte, len(kv.Key)+len(kv.Value))
 	n := copy(buf, kv.Key)
 	copy(buf[n:], kv.Value)
-	out := &KeyValue{
+	*out = KeyValue{
 		Key:            buf[:n:n],
 		CreateRevision: kv.CreateRevision,
 		ModRevision:    kv.ModRevision,
@@ -375,5 +395,4 @@ func toKV(kv *mvcc.KeyValue) *KeyValue {
 	if len(kv.Value) > 0 || kv.Value != nil {
 		out.Value = buf[n:]
 	}
-	return out
 }

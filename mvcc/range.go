@@ -74,6 +74,9 @@ type RangeResult struct {
 	Count int64
 	// More is true when Limit cut the result.
 	More bool
+	// first holds KVs' element when there is one, saving an allocation
+	// for the common single-key read.
+	first [1]*KeyValue
 	// Rev is the revision the range was read at (the requested Rev, or the
 	// current revision when Rev was 0). Note that etcd's response header
 	// carries the store's current revision instead, even for past reads.
@@ -105,7 +108,7 @@ func (r *reader) rangeKeys(key, end []byte, o RangeOptions) (*RangeResult, error
 	if o.SortOrder == SortNone && !filtered && o.Limit > 0 && o.Limit < math.MaxInt64 {
 		fetch = o.Limit + 1
 	}
-	var kvs []*KeyValue
+	kvs := res.first[:0]
 	r.visit(&sp, rev, func(kv *KeyValue) bool {
 		res.Count++
 		if !o.CountOnly && int64(len(kvs)) < fetch {
