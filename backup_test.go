@@ -235,3 +235,24 @@ func FuzzRestore(f *testing.F) {
 		}
 	})
 }
+
+func TestSnapshotBySize(t *testing.T) {
+	c := newCluster(t, 1, func(cfg *Config) { cfg.SnapshotThresholdBytes = 64 << 10 })
+	s := c.nodes[0]
+	big := string(bytes.Repeat([]byte("x"), 4096))
+	for i := 0; i < 40; i++ { // 160 KiB in 40 entries, far below SnapshotThreshold
+		mustPut(t, s, fmt.Sprintf("k%02d", i), big)
+	}
+	snaps := filepath.Join(c.cfgs[0].Dir, "snapshots")
+	if !poll(t, 10*time.Second, func() bool {
+		entries, _ := os.ReadDir(snaps)
+		return len(entries) > 0
+	}) {
+		t.Fatal("no snapshot after 160 KiB with a 64 KiB byte threshold")
+	}
+	c.stop(0)
+	s = c.start(0)
+	if got := value(mustGet(t, s, "k39")); got != big {
+		t.Fatalf("after restart from the snapshot: got %d bytes, want %d", len(got), len(big))
+	}
+}

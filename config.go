@@ -67,6 +67,12 @@ type Config struct {
 	// snapshot (default 8192), checked every SnapshotInterval (default 30 s).
 	SnapshotThreshold uint64
 	SnapshotInterval  time.Duration
+	// SnapshotThresholdBytes also triggers a snapshot once the entries
+	// applied since the last one hold this many bytes (default 64 MiB;
+	// negative disables it). With proposal coalescing one entry can carry
+	// a thousand writes, so counting entries alone lets the log, and the
+	// replay on restart, grow large.
+	SnapshotThresholdBytes int64
 	// TrailingLogs is the number of log entries kept after a snapshot
 	// (default 10240; at least 1.25 x SnapshotThreshold is enforced so slow
 	// followers can catch up from the log).
@@ -243,6 +249,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.SnapshotThreshold == 0 {
 		c.SnapshotThreshold = 8192
+	}
+	if c.SnapshotThresholdBytes == 0 {
+		c.SnapshotThresholdBytes = 64 << 20
 	}
 	if c.TrailingLogs == 0 {
 		c.TrailingLogs = 10240

@@ -39,6 +39,10 @@ type fsm struct {
 
 	state atomic.Pointer[appliedState]
 
+	// sinceSnapshot counts the bytes of the entries applied since the last
+	// raft snapshot (see runSnapshotter).
+	sinceSnapshot atomic.Int64
+
 	// onPublish, if set before raft starts, receives every new view (the
 	// watch hub). It must not block.
 	onPublish func(*mvcc.View)
@@ -123,6 +127,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 	var last uint64
 	for i, l := range logs {
 		last = l.Index
+		f.sinceSnapshot.Add(int64(len(l.Data)))
 		if l.Type == raft.LogConfiguration && f.onConfig != nil {
 			if c, ok := decodeConfiguration(l.Data); ok {
 				f.onConfig(c, l.Index)
@@ -188,7 +193,10 @@ func decodeConfiguration(b []byte) (c raft.Configuration, ok bool) {
 // Snapshot implements raft.FSM. It runs on the FSM goroutine between
 // batches, so the published view is exactly the applied state; capturing it
 // is O(1) and Persist encodes it while later batches apply.
-func (f *fsm) Snapshot() (raft.FSMSnapshot, error) { return f.capture(), nil }
+func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	f.sinceSnapshot.Store(0)
+	return f.capture(), nil
+}
 
 // capture returns the applied state between two batches: an O(1)
 // copy-on-write view and a copy of the lease table. Any goroutine may call

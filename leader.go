@@ -119,3 +119,28 @@ func (s *Store) runCompactor() {
 		}
 	}
 }
+
+// runSnapshotter takes a raft snapshot once the entries applied since the
+// last one exceed Config.SnapshotThresholdBytes (raft's own trigger counts
+// entries only). Every node decides for itself, as with raft's threshold.
+func (s *Store) runSnapshotter() {
+	limit := s.cfg.SnapshotThresholdBytes
+	if limit <= 0 {
+		return
+	}
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopCh:
+			return
+		case <-t.C:
+		}
+		if s.fsm.sinceSnapshot.Load() < limit {
+			continue
+		}
+		if err := s.raft.Snapshot().Error(); err != nil {
+			s.logger.Info("embedkv: snapshot by size failed; will retry", "err", err)
+		}
+	}
+}

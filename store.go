@@ -222,6 +222,7 @@ func (s *Store) start() error {
 	s.goFunc(s.runLeaseCheckpoints)
 	s.goFunc(s.runPromoter)
 	s.goFunc(s.runCoalescer)
+	s.goFunc(s.runSnapshotter)
 	return s.settleMembership(existing)
 }
 
