@@ -1,9 +1,13 @@
 package robustness
 
 import (
+	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	store "github.com/embedkv/store"
 )
 
 // watchFixture is a history with a two-event revision (a txn-like change
@@ -153,6 +157,118 @@ func TestCheckLeases(t *testing.T) {
 				last = max(last, e.Rev)
 			}
 			_, bad, _ := CheckLeases(tt.recs, NewHistory(Root, last, tt.events), upper)
+			if tt.want == "" {
+				if len(bad) > 0 {
+					t.Fatalf("violations %q, want none", bad)
+				}
+				return
+			}
+			for _, b := range bad {
+				if strings.Contains(b, tt.want) {
+					return
+				}
+			}
+			t.Fatalf("violations %q, want one containing %q", bad, tt.want)
+		})
+	}
+}
+
+// fakeBadEnv answers every bad request with a fixed result.
+type fakeBadEnv struct {
+	err  error
+	gone bool
+}
+
+func (e fakeBadEnv) N() int          { return 1 }
+func (e fakeBadEnv) ID(i int) string { return "n1" }
+func (e fakeBadEnv) compact() bool   { return true }
+func (e fakeBadEnv) issue(*badCase, int, string, string) (error, bool, bool) {
+	return e.err, e.gone, true
+}
+
+// TestBadInputVerdicts checks how a bad request's result is judged: its
+// sentinel passes, an availability error passes only where the case allows
+// one, anything else (success included) is a violation.
+func TestBadInputVerdicts(t *testing.T) {
+	wrap := func(err error) error { return fmt.Errorf("detail: %w", err) }
+	tests := []struct {
+		name      string
+		cas       string
+		err       error
+		gone      bool
+		violation bool
+		unsure    bool // the marker may legitimately appear
+	}{
+		{"sentinel", "empty key put", wrap(store.ErrEmptyKey), false, false, false},
+		{"accepted", "empty key put", nil, false, true, false},
+		{"wrong sentinel", "duplicate key in txn", store.ErrTooManyOps, false, true, false},
+		{"no leader where a quorum is needed", "unknown lease", wrap(store.ErrNoLeader), false, false, false},
+		{"no leader where none is needed", "too many txn ops", wrap(store.ErrNoLeader), false, true, false},
+		{"stopped on a node killed under the call", "too many txn ops", store.ErrStopped, true, false, false},
+		{"stopped on a live node", "too many txn ops", store.ErrStopped, false, true, false},
+		{"cancelled write", "put with cancelled context", context.Canceled, false, false, false},
+		{"cancelled write of unknown outcome", "put with cancelled context",
+			fmt.Errorf("%w: %w", store.ErrUnknownOutcome, context.Canceled), false, false, true},
+		{"cancelled write that timed out", "put with cancelled context", context.DeadlineExceeded, false, true, false},
+		{"after close", "put after close", store.ErrStopped, false, false, false},
+		{"remote sentinel", "future rev",
+			newRemoteError("x", sentinelNames(wrap(store.ErrFutureRev))), false, false, false},
+		{"connection to a child lost", "empty key get", fmt.Errorf("%w: EOF", errConnLost), true, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			bc := badCaseByName(tt.cas)
+			if tt.cas == "future rev" {
+				bc = badCaseByName("read at future revision")
+			}
+			if bc == nil {
+				t.Fatalf("no case %q", tt.cas)
+			}
+			b := &BadInput{env: fakeBadEnv{tt.err, tt.gone}, rep: BadReport{ByCase: map[string]int{}, Unsure: map[string]bool{}}}
+			b.record(bc, 0, BadPrefix+"1", BadMarker+"1-", tt.err, tt.gone)
+			if got := len(b.rep.Violations) > 0; got != tt.violation {
+				t.Fatalf("violations %q, want violation=%v", b.rep.Violations, tt.violation)
+			}
+			if got := b.rep.Unsure[BadMarker+"1-"]; got != tt.unsure {
+				t.Fatalf("unsure = %v, want %v", got, tt.unsure)
+			}
+		})
+	}
+}
+
+// TestBadReportCheckAbsent plants a marker of an invalid request in each
+// place it must never appear.
+func TestBadReportCheckAbsent(t *testing.T) {
+	marker := KV{Key: BadPrefix + "7", Value: BadMarker + "7-", Create: 3, Mod: 3, Version: 1}
+	valueOnly := KV{Key: KVPrefix + "g0/k0", Value: BadMarker + "8-", Create: 3, Mod: 3, Version: 1}
+	clean := KV{Key: KVPrefix + "g0/k0", Value: "c1-1", Create: 2, Mod: 2, Version: 1}
+	hist := func(kv KV) *History { return NewHistory(Root, 3, []Event{{Rev: 2, KV: clean}, {Rev: 3, KV: kv}}) }
+	cleanHist := NewHistory(Root, 2, []Event{{Rev: 2, KV: clean}})
+	tests := []struct {
+		name   string
+		hists  []*History
+		logs   []*WatchLog
+		ops    []Op
+		scans  map[string][]KV
+		unsure string
+		want   string // "" = none
+	}{
+		{name: "clean", hists: []*History{cleanHist}, scans: map[string][]KV{"n1": {clean}}},
+		{name: "marker key in the history", hists: []*History{hist(marker)}, want: "history has"},
+		{name: "marker value on a workload key", hists: []*History{hist(valueOnly)}, want: "history has"},
+		{name: "unsure marker", hists: []*History{hist(valueOnly)}, unsure: valueOnly.Value},
+		{name: "marker in a watch event", logs: []*WatchLog{{Responses: []WatchResponse{{Events: []Event{{Rev: 3, KV: marker}}}}}},
+			want: "watcher on n1"},
+		{name: "marker read by an operation", ops: []Op{{Kind: OpRange, Outcome: OK, KVs: []KV{clean, valueOnly}}}, want: "read"},
+		{name: "marker in a node's keyspace", scans: map[string][]KV{"n2": {clean, {Key: "", Value: "x"}}}, want: "n2 holds"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &BadReport{Unsure: map[string]bool{}}
+			if tt.unsure != "" {
+				r.Unsure[tt.unsure] = true
+			}
+			bad := r.CheckAbsent(tt.hists, tt.logs, tt.ops, tt.scans)
 			if tt.want == "" {
 				if len(bad) > 0 {
 					t.Fatalf("violations %q, want none", bad)

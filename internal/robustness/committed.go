@@ -53,14 +53,15 @@ func NewHistory(prefix string, rev int64, events []Event) *History {
 }
 
 // ReadHistory reconstructs the history of prefix on node s up to revision
-// upTo from serializable reads at every revision (1 is the empty store):
-// the PUT events of revision r are the keys whose ModRevision is r, its
-// DELETE events the keys present at r-1 and gone at r. The node must have
-// applied upTo and nothing may have been compacted.
+// upTo from serializable reads at every revision from 2 (1 is the empty
+// store, which may have been compacted away): the PUT events of revision r
+// are the keys whose ModRevision is r, its DELETE events the keys present
+// at r-1 and gone at r. The node must have applied upTo and nothing after
+// revision 1 may have been compacted.
 func ReadHistory(ctx context.Context, s *store.Store, prefix string, upTo int64) (*History, error) {
 	var events []Event
 	prev := map[string]bool{}
-	for r := int64(1); r <= upTo; r++ {
+	for r := int64(2); r <= upTo; r++ {
 		resp, err := s.Get(ctx, prefix, store.WithPrefix(), store.WithRev(r), store.WithSerializable())
 		if err != nil {
 			return nil, fmt.Errorf("read %q at revision %d: %w", prefix, r, err)

@@ -6,27 +6,54 @@
 // A run (Run) starts a testcluster (3 or 5 nodes in this process, a
 // fault-injecting TCP proxy on every ordered pair of nodes), lets
 // concurrent clients (2 per node) put, get, delete, compare-and-set and
-// range-read 4 keys, and a lease workload grant short leases left to expire
-// and keep long ones alive, while a nemesis injects faults from a schedule
-// drawn from one seed: leader and follower kill + restart, symmetric
-// partitions of a minority (with or without the leader), one-way
+// range-read 6 keys in 2 groups of 3, and run multi-key txns on the keys
+// of one group (If ModRevision(a) == seen Then Put a, Put b[, Delete c]
+// Else Get a, Get b[, Get c]); a lease workload grants short leases left to
+// expire and keeps long ones alive; a bad-input client sends invalid
+// requests (BadInput: empty keys, oversized keys, values and txns, too many
+// or too deeply nested txn ops, a key written twice in a txn, unknown
+// leases, reads and watches at compacted and future revisions, writes with
+// a cancelled context, calls on a killed node's closed handle) and checks
+// each returns its sentinel; all while a nemesis injects faults from a
+// schedule drawn from one seed: leader and follower kill + restart,
+// symmetric partitions of a minority (with or without the leader), one-way
 // partitions, delays, connection drops, leader changes. Then it heals the
 // cluster, reads the committed history on every node (reads at every past
-// revision; automatic compaction is off), and checks:
+// revision; automatic compaction is off, revision 1 is compacted by the
+// bad-input client), and checks:
 //
 //   - CheckWitness: a linear-time revision-witness check, sound and
-//     complete against the committed history (see its doc comment);
-//   - CheckPorcupine: porcupine with a per-key register model, as a second
-//     opinion that does not trust revisions (a porcupine timeout fails);
+//     complete against the committed history (see its doc comment); a txn
+//     is one revision touching several keys, all or nothing;
+//   - CheckPorcupine: porcupine with a model partitioned by key group
+//     (GroupModel: a txn and a range read's share of a group are one atomic
+//     step on the group's keys), as a second opinion that does not trust
+//     revisions (a porcupine timeout fails);
 //   - durability: no acknowledged write missing, after healing and after
 //     killing and restarting every node from its directory; the history
 //     is the same before and after, and on every replica;
-//   - CheckWatch: every watcher (one per node, from revision 1, resumed
-//     after its node restarts) is ordered, unique, atomic per revision,
-//     gap-free and exact against the history; plus a watch from a random
-//     past revision on every node after the restart (resumable);
+//   - CheckWatch: every watcher (one per node, resumed after its node
+//     restarts) is ordered, unique, atomic per revision (the txns' and the
+//     lease expiries' revisions carry several events), gap-free and exact
+//     against the history; plus a watch from a random past revision on
+//     every node after the restart (resumable);
 //   - CheckLeases: expired leases deleted their keys exactly once, in one
-//     revision, never early; kept-alive leases kept their keys.
+//     revision, never early; kept-alive leases kept their keys;
+//   - bad input: every invalid request returned its sentinel (or, where
+//     it needs a quorum, an availability error), and no marker of one is
+//     in the history, a watch event, an operation's result or any node's
+//     final keyspace (BadReport.CheckAbsent).
+//
+// RunProc is the process profile: every node is a child process (the test
+// binary re-executed, see package proccluster and ServeIfChild) holding its
+// data directory, fsync on; clients, watchers and the bad-input client
+// drive the children over a line-delimited JSON protocol on loopback TCP,
+// while a nemesis sends SIGKILL (then restarts the process from its
+// directory) and SIGSTOP/SIGCONT (pauses longer than an election timeout)
+// to leaders and followers, and once SIGKILLs every node at once. The same
+// checks follow (leases excepted), with a final SIGKILL of every node and
+// restart for durability; a child that exits on its own, panics or reports
+// a data race fails the run.
 //
 // Failing runs print their seed and write porcupine's visualisation and the
 // operations (JSON) to $EMBEDKV_ARTIFACTS (default: a directory
@@ -34,8 +61,8 @@
 //
 // # Running
 //
-// CI profile (3 runs of 20-30 s of faults, about 2 minutes with -race on
-// two cores):
+// CI profile (3 in-process runs of 20-30 s of faults and one process run
+// of 25 s, about 3 minutes with -race on two cores):
 //
 //	go test -race -v ./internal/robustness/...
 //
@@ -45,8 +72,11 @@
 //
 //	EMBEDKV_SEED=1234 go test -race -v -run 'TestLinearizability/3_nodes$' ./internal/robustness/
 //
-// Soak profile: the same runs, round after round with new seeds, for the
-// given time (EMBEDKV_SOAK_CONTINUE=1 keeps going after a failed round):
+//	EMBEDKV_SEED=1234 go test -race -v -run 'TestProcesses' ./internal/robustness/
+//
+// Soak profile: the same runs (every third round a process run), round
+// after round with new seeds, for the given time (EMBEDKV_SOAK_CONTINUE=1
+// keeps going after a failed round):
 //
 //	EMBEDKV_SOAK=30m go test -race -v -run Soak -timeout 0 ./internal/robustness/
 //
@@ -54,16 +84,17 @@
 // runs is printed at the end (visible with -v) and written to
 // $EMBEDKV_ARTIFACTS/robustness-summary.txt when that is set.
 //
-// Limits: nodes run in this process, so a kill is an isolation followed by
-// a clean Close: it cannot lose un-synced writes or tear files as SIGKILL or
-// a power cut would, and nodes cannot be paused (SIGSTOP); that needs a
-// profile with nodes in separate processes.
+// Limits: in Run, nodes run in this process, so a kill is an isolation
+// followed by a clean Close; RunProc's SIGKILL loses whatever the process
+// had not handed to the kernel, but not what the kernel had not written
+// to disk: a power cut (dropped page cache) is not simulated.
 package robustness
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	store "github.com/embedkv/store"
@@ -80,6 +111,7 @@ const (
 	OpCAS                         // Txn If Value(key)==Expect Then Put(key, Value) Else Get(key)
 	OpRange                       // linearizable Get(prefix, WithPrefix)
 	OpSerialGet                   // Get(key, WithSerializable): the node's own applied state
+	OpTxn                         // multi-key Txn (see TxnSpec)
 )
 
 func (k OpKind) String() string {
@@ -96,12 +128,14 @@ func (k OpKind) String() string {
 		return "range"
 	case OpSerialGet:
 		return "sget"
+	case OpTxn:
+		return "txn"
 	}
 	return "op?"
 }
 
 // IsWrite reports whether the operation goes through raft.
-func (k OpKind) IsWrite() bool { return k == OpPut || k == OpDelete || k == OpCAS }
+func (k OpKind) IsWrite() bool { return k == OpPut || k == OpDelete || k == OpCAS || k == OpTxn }
 
 // Outcome classifies how an operation ended.
 type Outcome uint8
@@ -174,12 +208,43 @@ func toKVs(kvs []*store.KeyValue) []KV {
 	return out
 }
 
+// TxnSpec is a multi-key transaction, all of whose keys lie in one key
+// group (Workload.Groups):
+//
+//	If(ModRevision(Cmp) == CmpRev)
+//	Then(Put(Puts[i].Key, Puts[i].Value, WithPrevKV)..., Delete(Deletes[j], WithPrevKV)...)
+//	Else(Get(Gets[k])...)
+//
+// CmpRev 0 means "Cmp is absent". CmpValue is the value the client saw Cmp
+// hold at CmpRev: values are unique, so for a correct store the comparison
+// is the same as "Cmp holds CmpValue", which is how the value-only
+// porcupine model decides it (CheckWitness checks the revision itself).
+// The keys of Puts and Deletes are distinct.
+type TxnSpec struct {
+	Cmp      string
+	CmpRev   int64
+	CmpValue string
+	Puts     []KV // Key and Value only
+	Deletes  []string
+	Gets     []string
+}
+
+// Keys returns every key the txn touches.
+func (t *TxnSpec) Keys() []string {
+	keys := []string{t.Cmp}
+	for _, p := range t.Puts {
+		keys = append(keys, p.Key)
+	}
+	keys = append(keys, t.Deletes...)
+	return append(keys, t.Gets...)
+}
+
 // Op is one recorded client operation.
 type Op struct {
 	Client int
 	Node   int // the node the client called
-	// Session counts the incarnations of Node the client has used: it
-	// changes when the node was killed and restarted.
+	// Session is the incarnation of Node the operation ran on (Target's
+	// Incarnation): it changes when the node was killed and restarted.
 	Session int
 	Kind    OpKind
 	Key     string // the key; for OpRange the prefix
@@ -198,6 +263,16 @@ type Op struct {
 	Deleted   int64 // delete
 	Prev      *KV   // put and delete: the previous version (WithPrevKV)
 	KVs       []KV  // get, range; cas that failed: the Else branch's Get
+
+	// Txn is the transaction of an OpTxn (Key is then Txn.Cmp), and its
+	// results: for the Then branch, the previous version of each put key
+	// (nil: absent) and, per delete, the number deleted and the previous
+	// version; for the Else branch, what each get read.
+	Txn        *TxnSpec `json:",omitempty"`
+	TxnPutPrev []*KV    `json:",omitempty"`
+	TxnDeleted []int64  `json:",omitempty"`
+	TxnDelPrev []*KV    `json:",omitempty"`
+	TxnGets    [][]KV   `json:",omitempty"`
 }
 
 func (o *Op) String() string {
@@ -207,6 +282,10 @@ func (o *Op) String() string {
 		s += fmt.Sprintf(", %q", o.Value)
 	case OpCAS:
 		s += fmt.Sprintf(", %q->%q", o.Expect, o.Value)
+	case OpTxn:
+		if t := o.Txn; t != nil {
+			s += fmt.Sprintf(" mod=%d(%q) then put %v del %v else get %v", t.CmpRev, t.CmpValue, putList(t.Puts), t.Deletes, t.Gets)
+		}
 	}
 	s += fmt.Sprintf(") [%d,%d] %s", o.Call, o.Return, o.Outcome)
 	if o.Outcome != OK {
@@ -218,6 +297,13 @@ func (o *Op) String() string {
 		s += fmt.Sprintf(" succeeded=%v", o.Succeeded)
 	case OpDelete:
 		s += fmt.Sprintf(" deleted=%d", o.Deleted)
+	case OpTxn:
+		s += fmt.Sprintf(" succeeded=%v", o.Succeeded)
+		if o.Succeeded {
+			s += fmt.Sprintf(" put-prev %s deleted %v del-prev %s", kvPtrs(o.TxnPutPrev), o.TxnDeleted, kvPtrs(o.TxnDelPrev))
+		} else {
+			s += fmt.Sprintf(" gets %v", o.TxnGets)
+		}
 	}
 	if o.Prev != nil {
 		s += " prev " + o.Prev.String()
@@ -238,10 +324,38 @@ func (o *Op) mutating() bool {
 		return true
 	case OpDelete:
 		return o.Deleted > 0
-	case OpCAS:
+	case OpCAS, OpTxn:
 		return o.Succeeded
 	}
 	return false
+}
+
+func putList(kvs []KV) string {
+	var parts []string
+	for _, kv := range kvs {
+		parts = append(parts, fmt.Sprintf("%s=%q", kv.Key, kv.Value))
+	}
+	return "[" + strings.Join(parts, " ") + "]"
+}
+
+func kvPtrs(kvs []*KV) string {
+	var parts []string
+	for _, kv := range kvs {
+		if kv == nil {
+			parts = append(parts, "absent")
+		} else {
+			parts = append(parts, kv.String())
+		}
+	}
+	return "[" + strings.Join(parts, " ") + "]"
+}
+
+func optKV(kv *store.KeyValue) *KV {
+	if kv == nil {
+		return nil
+	}
+	k := toKV(kv)
+	return &k
 }
 
 // Clock hands out monotonic timestamps relative to a start.
@@ -302,6 +416,8 @@ func Do(ctx context.Context, clk *Clock, s *store.Store, op Op) Op {
 				op.KVs = toKVs(r.Responses[0].Get().Kvs)
 			}
 		}
+	case OpTxn:
+		err = doTxn(ctx, s, &op)
 	}
 	op.Return = clk.Now()
 	op.Outcome = Classify(op.Kind, err)
@@ -311,12 +427,77 @@ func Do(ctx context.Context, clk *Clock, s *store.Store, op Op) Op {
 	return op
 }
 
+// errMalformed marks a response whose shape contradicts the request (a
+// library bug, reported by Run).
+var errMalformed = errors.New("malformed response")
+
+func doTxn(ctx context.Context, s *store.Store, op *Op) error {
+	t := op.Txn
+	var then, els []store.Op
+	for _, p := range t.Puts {
+		then = append(then, store.OpPut(p.Key, p.Value, store.WithPrevKV()))
+	}
+	for _, d := range t.Deletes {
+		then = append(then, store.OpDelete(d, store.WithPrevKV()))
+	}
+	for _, g := range t.Gets {
+		els = append(els, store.OpGet(g))
+	}
+	r, err := s.Txn(ctx).
+		If(store.Compare(store.ModRevision(t.Cmp), "=", t.CmpRev)).
+		Then(then...).Else(els...).Commit()
+	if err != nil {
+		return err
+	}
+	op.Rev, op.Succeeded = r.Header.Revision, r.Succeeded
+	bad := func(i int) error {
+		return fmt.Errorf("%w: txn response %d of %d has the wrong type", errMalformed, i, len(r.Responses))
+	}
+	if r.Succeeded {
+		if len(r.Responses) != len(t.Puts)+len(t.Deletes) {
+			return fmt.Errorf("%w: %d txn responses for %d operations", errMalformed, len(r.Responses), len(t.Puts)+len(t.Deletes))
+		}
+		for i := range t.Puts {
+			p := r.Responses[i].Put()
+			if p == nil {
+				return bad(i)
+			}
+			op.TxnPutPrev = append(op.TxnPutPrev, optKV(p.PrevKv))
+		}
+		for j := range t.Deletes {
+			d := r.Responses[len(t.Puts)+j].Del()
+			if d == nil {
+				return bad(len(t.Puts) + j)
+			}
+			var prev *KV
+			if len(d.PrevKvs) == 1 {
+				prev = optKV(d.PrevKvs[0])
+			}
+			op.TxnDeleted = append(op.TxnDeleted, d.Deleted)
+			op.TxnDelPrev = append(op.TxnDelPrev, prev)
+		}
+		return nil
+	}
+	if len(r.Responses) != len(t.Gets) {
+		return fmt.Errorf("%w: %d txn responses for %d gets", errMalformed, len(r.Responses), len(t.Gets))
+	}
+	for i := range t.Gets {
+		g := r.Responses[i].Get()
+		if g == nil {
+			return bad(i)
+		}
+		op.TxnGets = append(op.TxnGets, toKVs(g.Kvs))
+	}
+	return nil
+}
+
 // ErrClass names the sentinel an error matches, for the run's statistics.
 func ErrClass(err error) string {
 	for _, c := range []struct {
 		name string
 		err  error
 	}{
+		{"malformed", errMalformed},
 		{"unknown-outcome", store.ErrUnknownOutcome},
 		{"no-leader", store.ErrNoLeader},
 		{"stopped", store.ErrStopped},

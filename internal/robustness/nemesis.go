@@ -24,13 +24,23 @@ const (
 	Delay                         // delay every link
 	Drop                          // drop connections on every link with some probability
 	LeaderChange                  // isolate the leader briefly without killing it
+
+	// Faults of the process profile (RunProc): the target is the leader
+	// or a follower (Fault.WithLeader).
+	Sigkill // SIGKILL a node's process, restart it from its directory after Hold
+	Sigstop // SIGSTOP a node's process for Hold (longer than an election timeout), then SIGCONT
+	KillAll // SIGKILL every node at once, restart them all after Hold
 )
 
-// AllFaults lists every fault kind.
+// AllFaults lists every fault kind of the in-process profile.
 var AllFaults = []FaultKind{LeaderKill, FollowerKill, Partition, OneWay, Delay, Drop, LeaderChange}
 
+// ProcFaults lists the fault kinds of the process profile.
+var ProcFaults = []FaultKind{Sigkill, Sigstop, KillAll}
+
 func (k FaultKind) String() string {
-	return [...]string{"leader-kill", "follower-kill", "partition", "one-way", "delay", "drop", "leader-change"}[k]
+	return [...]string{"leader-kill", "follower-kill", "partition", "one-way", "delay", "drop", "leader-change",
+		"sigkill", "sigstop", "kill-all"}[k]
 }
 
 // Fault is one step of the nemesis schedule. Everything in it is drawn
@@ -225,10 +235,10 @@ func ids(c *testcluster.Cluster, nodes []int) string {
 	return "{" + strings.Join(s, ",") + "}"
 }
 
-// FaultCounts formats per-kind counts in AllFaults order.
+// FaultCounts formats per-kind counts in AllFaults, then ProcFaults order.
 func FaultCounts(m map[FaultKind]int) string {
 	var parts []string
-	for _, k := range AllFaults {
+	for _, k := range append(append([]FaultKind(nil), AllFaults...), ProcFaults...) {
 		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
 	}
 	return strings.Join(parts, ", ")

@@ -35,7 +35,10 @@ func (s summaryMain) Run() int {
 	return code
 }
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(summaryMain{m}) }
+func TestMain(m *testing.M) {
+	ServeIfChild() // a node of the process profile (RunProc) never returns
+	goleak.VerifyTestMain(summaryMain{m})
+}
 
 // seed returns EMBEDKV_SEED if set, else a fresh random seed.
 func seed(t testing.TB) uint64 {
@@ -107,9 +110,23 @@ func TestSoak(t *testing.T) {
 	}
 	deadline := time.Now().Add(total)
 	for round := 1; time.Now().Before(deadline); round++ {
+		// Rounds cycle: 3 nodes in process, 5 nodes in process, 3 or 5
+		// nodes as child processes (SIGKILL, SIGSTOP; Linux only).
 		nodes := []int{3, 5}[round%2]
+		procs := round%3 == 0 && procProfile
+		if procs {
+			nodes = []int{3, 5}[round/3%2]
+		}
 		dur := min(time.Minute, max(20*time.Second, time.Until(deadline)-30*time.Second))
-		ok := t.Run(fmt.Sprintf("round %d %d nodes", round, nodes), func(t *testing.T) {
+		name := fmt.Sprintf("round %d %d nodes", round, nodes)
+		if procs {
+			name = fmt.Sprintf("round %d %d processes", round, nodes)
+		}
+		ok := t.Run(name, func(t *testing.T) {
+			if procs {
+				RunProc(t, RunConfig{Nodes: nodes, Seed: seed(t), Duration: dur})
+				return
+			}
 			Run(t, RunConfig{Nodes: nodes, Seed: seed(t), Duration: dur, Logger: testLogger()})
 		})
 		if !ok && os.Getenv("EMBEDKV_SOAK_CONTINUE") == "" {
@@ -153,44 +170,88 @@ func injectStaleRead(ops []Op) (string, bool) {
 	return "", false
 }
 
-// TestRunDetectsInjectedStaleRead runs a short real workload, makes one
-// read stale after the fact, and requires the run to fail through both
-// checkers and to write porcupine's visualisation: the pipeline from a
-// real cluster to a verdict can fail.
-func TestRunDetectsInjectedStaleRead(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs a cluster for about 10s; skipped with -short")
-	}
-	rec := &errorRecorder{TB: t}
-	var doctored string
-	dir := t.TempDir()
-	Run(rec, RunConfig{
-		Nodes: 3, Seed: seed(t), Duration: 4 * time.Second, Faults: []FaultKind{LeaderChange},
-		Artifacts: dir, Logger: testLogger(),
-		doctor: func(ops []Op) {
-			var ok bool
-			if doctored, ok = injectStaleRead(ops); !ok {
-				t.Error("no read to make stale")
+// injectHalfTxnRead makes one acknowledged range read of a real history
+// see a txn half applied: the first of its puts, and the second key still
+// as it was before the txn.
+func injectHalfTxnRead(ops []Op) (string, bool) {
+	for i := range ops {
+		t := &ops[i]
+		if t.Kind != OpTxn || t.Outcome != OK || !t.Succeeded || len(t.Txn.Puts) < 2 || t.TxnPutPrev[1] == nil {
+			continue
+		}
+		a, b := t.Txn.Puts[0], t.Txn.Puts[1]
+		for j := range ops {
+			r := &ops[j]
+			if r.Kind != OpRange || r.Outcome != OK || r.Call <= t.Return {
+				continue
 			}
-		},
-	})
-	t.Logf("doctored: %s", doctored)
-	all := strings.Join(rec.errs, "\n")
-	for _, want := range []string{"witness: " + doctored, "porcupine: Illegal"} {
-		if !strings.Contains(all, want) {
-			t.Errorf("run errors do not contain %q:\n%s", want, all)
+			ia, ib := -1, -1
+			for k, kv := range r.KVs {
+				switch {
+				case kv.Key == a.Key && kv.Value == a.Value:
+					ia = k
+				case kv.Key == b.Key && kv.Value == b.Value:
+					ib = k
+				}
+			}
+			if ia >= 0 && ib >= 0 {
+				r.KVs[ib] = *t.TxnPutPrev[1]
+				return r.String(), true
+			}
 		}
 	}
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
+	return "", false
+}
+
+// TestRunDetectsInjectedBugs runs a short real workload, breaks one
+// operation after the fact, and requires the run to fail through both
+// checkers and to write porcupine's visualisation: the pipeline from a
+// real cluster to a verdict can fail.
+func TestRunDetectsInjectedBugs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a cluster for about 10s per case; skipped with -short")
 	}
-	var names []string
-	for _, e := range entries {
-		names = append(names, e.Name())
+	tests := []struct {
+		name   string
+		inject func([]Op) (string, bool)
+	}{
+		{"stale read", injectStaleRead},
+		{"range read sees half a txn", injectHalfTxnRead},
 	}
-	if !strings.Contains(strings.Join(names, " "), ".html") {
-		t.Errorf("artifacts %v, want porcupine's HTML visualisation", names)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := &errorRecorder{TB: t}
+			var doctored string
+			dir := t.TempDir()
+			Run(rec, RunConfig{
+				Nodes: 3, Seed: seed(t), Duration: 4 * time.Second, Faults: []FaultKind{LeaderChange},
+				Artifacts: dir, Logger: testLogger(),
+				doctor: func(ops []Op) {
+					var ok bool
+					if doctored, ok = tt.inject(ops); !ok {
+						t.Error("no operation to break")
+					}
+				},
+			})
+			t.Logf("doctored: %s", doctored)
+			all := strings.Join(rec.errs, "\n")
+			for _, want := range []string{"witness: " + doctored, "porcupine: Illegal"} {
+				if !strings.Contains(all, want) {
+					t.Errorf("run errors do not contain %q:\n%s", want, all)
+				}
+			}
+			entries, err := os.ReadDir(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			for _, e := range entries {
+				names = append(names, e.Name())
+			}
+			if !strings.Contains(strings.Join(names, " "), ".html") {
+				t.Errorf("artifacts %v, want porcupine's HTML visualisation", names)
+			}
+		})
 	}
 }
 
@@ -222,7 +283,7 @@ func TestReplayDump(t *testing.T) {
 	for _, v := range rep.Violations {
 		t.Errorf("witness: %s", v)
 	}
-	ph := PorcupineHistory(dump.Ops, DefaultWorkload(KVPrefix).Keys, rep, NewBounds(dump.Ops, nil, last))
+	ph := PorcupineHistory(dump.Ops, DefaultWorkload(KVPrefix).Groups, rep, NewBounds(dump.Ops, nil, last))
 	res := CheckPorcupine(ph, 3*time.Minute, t.TempDir(), "replay")
 	t.Logf("porcupine %s on %d operations in %v", res.Result, res.Operations, res.Elapsed)
 	if res.Result != porcupine.Ok {

@@ -46,16 +46,60 @@ type RunConfig struct {
 type Result struct {
 	Name                  string
 	Seed                  uint64
+	Processes             bool // the nodes ran as child processes
 	Ops                   OpCounts
+	Txns                  TxnCounts
 	Witness               *WitnessReport
 	Porcupine             PorcupineResult
 	Revisions             int64 // of the final committed history
+	MultiKeyRevs          int   // revisions of the final history that changed several keys
 	LostBefore, LostAfter int   // acknowledged writes missing after heal / after full restart
 	WatchEvents           int
 	WatchViolations       []string
 	Leases                LeaseTotals
+	Bad                   *BadReport
+	BadViolations         []string // Bad.Violations and markers found written
 	Faults                *NemesisReport
 	Problems              []string
+}
+
+// TxnCounts tallies the multi-key txns of a history.
+type TxnCounts struct {
+	Total, Then, Else, Unknown, Failed int
+}
+
+// CountTxns counts the OpTxn operations of ops.
+func CountTxns(ops []Op) TxnCounts {
+	var c TxnCounts
+	for i := range ops {
+		op := &ops[i]
+		if op.Kind != OpTxn {
+			continue
+		}
+		c.Total++
+		switch {
+		case op.Outcome == Unknown:
+			c.Unknown++
+		case op.Outcome == Failed:
+			c.Failed++
+		case op.Succeeded:
+			c.Then++
+		default:
+			c.Else++
+		}
+	}
+	return c
+}
+
+// multiKeyRevs counts the revisions of h that changed more than one key.
+func multiKeyRevs(h *History) int {
+	n := 0
+	for _, evs := range h.Events {
+		if len(evs) > 1 {
+			n++
+		}
+	}
+	return n
 }
 
 // Linearizable reports whether both checkers accepted the history.
@@ -77,17 +121,27 @@ func (r *Result) Lines() []string {
 	if r.Faults != nil {
 		faults = r.Faults.Injected
 	}
-	return []string{
+	lines := []string{
 		fmt.Sprintf("histories checked: 1 (linearizable: %d; porcupine %s on %d operations in %v, witness violations %d)",
 			lin, r.Porcupine.Result, r.Porcupine.Operations, r.Porcupine.Elapsed.Round(time.Millisecond), len(u.Violations)),
 		fmt.Sprintf("operations: %d (ok %d, failed %d, unknown %d: applied %d, not applied %d, unresolved %d); revisions %d",
 			r.Ops.Total, r.Ops.OK, r.Ops.Failed, r.Ops.Unknown, u.UnknownApplied, u.UnknownNotApplied, u.UnknownUnresolved, r.Revisions),
+		fmt.Sprintf("multi-key txns: %d (then %d, else %d, unknown %d, failed %d); revisions changing several keys: %d",
+			r.Txns.Total, r.Txns.Then, r.Txns.Else, r.Txns.Unknown, r.Txns.Failed, r.MultiKeyRevs),
 		fmt.Sprintf("acknowledged writes lost: %d (after heal %d, after full restart %d)", r.LostBefore+r.LostAfter, r.LostBefore, r.LostAfter),
 		fmt.Sprintf("watch events checked: %d, violations: %d", r.WatchEvents, len(r.WatchViolations)),
-		fmt.Sprintf("lease expiries checked: %d, kept-alive leases checked: %d, violations: %d",
-			r.Leases.Expiries, r.Leases.KeptAlive, r.Leases.Violations),
-		fmt.Sprintf("faults injected: %s", FaultCounts(faults)),
 	}
+	if !r.Processes {
+		lines = append(lines, fmt.Sprintf("lease expiries checked: %d, kept-alive leases checked: %d, violations: %d",
+			r.Leases.Expiries, r.Leases.KeptAlive, r.Leases.Violations))
+	}
+	b := r.Bad
+	if b == nil {
+		b = &BadReport{}
+	}
+	lines = append(lines, fmt.Sprintf("bad requests checked: %d (sentinel %d, unavailable under faults %d), violations: %d",
+		b.Checked, b.Rejected, b.Unavailable, len(r.BadViolations)))
+	return append(lines, fmt.Sprintf("faults injected: %s", FaultCounts(faults)))
 }
 
 // Run runs the workload against a fresh cluster under the nemesis, then
@@ -118,6 +172,7 @@ func Run(t testing.TB, cfg RunConfig) *Result {
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x656d6265646b76))
 	clusterSeed, clientSeed, leaseSeed := rng.Uint64(), rng.Uint64(), rng.Uint64()
 	schedule := Schedule(rng, cfg.Faults, 1000)
+	badSeed := rng.Uint64()
 
 	c := testcluster.New(t, testcluster.Options{
 		Nodes: cfg.Nodes, Seed: clusterSeed, Logger: cfg.Logger,
@@ -129,15 +184,18 @@ func Run(t testing.TB, cfg RunConfig) *Result {
 			sc.SnapshotInterval = time.Second
 		},
 	})
+	tg := inProc{c}
 	clk := NewClock()
-	watchers := StartWatchers(c, clk, Root)
+	watchers := StartWatchers(tg, clk, Root)
 	defer watchers.Stop()
 
-	// Clients and nemesis.
+	// Clients, bad input and nemesis.
 	cctx, stopClients := context.WithCancel(context.Background())
 	defer stopClients()
 	opsCh := make(chan []Op, 1)
-	go func() { opsCh <- RunClients(cctx, c, clk, cfg.Workload, clientSeed) }()
+	go func() { opsCh <- RunClients(cctx, tg, clk, cfg.Workload, clientSeed) }()
+	bad := StartBadInput(cctx, c, badSeed)
+	defer bad.Wait()
 	leases := StartLeases(cctx, c, clk, leaseSeed)
 	defer leases.StopRenewing()
 	nctx, stopNemesis := context.WithTimeout(context.Background(), cfg.Duration)
@@ -150,11 +208,15 @@ func Run(t testing.TB, cfg RunConfig) *Result {
 	time.Sleep(time.Second) // clients finish on a healthy cluster
 	stopClients()
 	ops := <-opsCh
+	res.Bad = bad.Wait()
+	res.BadViolations = append(res.BadViolations, res.Bad.Violations...)
 	if cfg.doctor != nil {
 		cfg.doctor(ops)
 	}
 	res.Ops = CountOps(ops)
+	res.Txns = CountTxns(ops)
 	t.Logf("errors by class: %v", res.Ops.Errors)
+	t.Logf("bad requests by case: %v", res.Bad.ByCase)
 	for _, l := range res.Faults.Log {
 		t.Log("nemesis", l)
 	}
@@ -165,7 +227,7 @@ func Run(t testing.TB, cfg RunConfig) *Result {
 	if err := WaitExpired(c, 60*time.Second); err != nil {
 		problem("leases: %v", err)
 	}
-	hist, err := settle(c)
+	hist, err := settleTarget(tg)
 	leases.StopRenewing()
 	if err != nil {
 		problem("after healing: %v", err)
@@ -197,42 +259,67 @@ func Run(t testing.TB, cfg RunConfig) *Result {
 			return res
 		}
 	}
-	final, err := settle(c)
+	final, err := settleTarget(tg)
 	if err != nil {
 		problem("after the full restart: %v", err)
 		return res
 	}
+	scans := map[string][]KV{}
+	for i := range c.N() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		kvs, err := scanAll(ctx, c.Node(i))
+		cancel()
+		if err != nil {
+			problem("scan of %s: %v", c.ID(i), err)
+		}
+		scans[c.ID(i)] = kvs
+	}
+	res.BadViolations = append(res.BadViolations, res.Bad.CheckAbsent([]*History{hist, final}, watchers.Logs, ops, scans)...)
+	for _, v := range res.BadViolations {
+		problem("%s", v)
+	}
+	res.Revisions = final.Rev
+	res.MultiKeyRevs = multiKeyRevs(final)
 	if d := hist.Diff(final); d != "" || final.Rev < hist.Rev {
 		problem("history changed across the full restart (%d -> %d revisions): %s", hist.Rev, final.Rev, d)
 	}
-	res.Revisions = final.Rev
 	res.LostAfter = len(LostWrites(ops, final))
 	for _, op := range append(LostWrites(ops, hist), LostWrites(ops, final)...) {
 		problem("acknowledged write lost: %s", op)
 	}
-	n, bad := checkResume(c, final, rng)
+	n, bad2 := checkResume(tg, final, rng)
 	res.WatchEvents += n
-	res.WatchViolations = append(res.WatchViolations, bad...)
+	res.WatchViolations = append(res.WatchViolations, bad2...)
 	for _, v := range res.WatchViolations {
 		problem("watch: %s", v)
 	}
 
 	bounds := NewBounds(ops, FirstSeen(watchers.Logs), final.Rev)
-	lt, bad, notes := CheckLeases(leases.Records(), hist, bounds.After)
+	lt, bad3, notes := CheckLeases(leases.Records(), hist, bounds.After)
 	res.Leases = lt
-	for _, v := range bad {
+	for _, v := range bad3 {
 		problem("lease: %s", v)
 	}
 	for _, n := range notes {
 		t.Log(n)
 	}
+	checkLinearizability(t, res, cfg, ops, final, bounds, problem)
+	return res
+}
 
-	// Linearizability, twice.
+// checkLinearizability runs both checkers on ops against the final
+// history, and dumps the operations and history when the run failed.
+func checkLinearizability(t testing.TB, res *Result, cfg RunConfig, ops []Op, final *History, bounds *Bounds, problem func(string, ...any)) {
+	for i := range ops {
+		if ops[i].ErrClass == "malformed" {
+			problem("malformed response: %s", &ops[i])
+		}
+	}
 	res.Witness = CheckWitness(ops, final, cfg.Workload.Prefix)
 	for _, v := range res.Witness.Violations {
 		problem("witness: %s", v)
 	}
-	ph := PorcupineHistory(ops, cfg.Workload.Keys, res.Witness, bounds)
+	ph := PorcupineHistory(ops, cfg.Workload.Groups, res.Witness, bounds)
 	dir := artifactsDir(cfg.Artifacts)
 	name := fmt.Sprintf("%s-seed%d", sanitize(t.Name()), cfg.Seed)
 	res.Porcupine = CheckPorcupine(ph, 3*time.Minute, dir, name)
@@ -252,91 +339,34 @@ func Run(t testing.TB, cfg RunConfig) *Result {
 			t.Logf("operations and history written to %s", path)
 		}
 	}
-	return res
-}
-
-// settle waits for an agreed leader and for every node to apply the same
-// last revision, then reads the committed history of Root on every node and
-// checks the replicas agree. It returns the first node's history.
-func settle(c *testcluster.Cluster) (*History, error) {
-	if _, err := c.WaitLeader(30 * time.Second); err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	var rev int64
-	for {
-		// A linearizable read on each node makes it apply everything
-		// committed before; repeat until every node reports the same
-		// revision (a write may still land while this runs).
-		lo, hi := int64(1<<62), int64(0)
-		for i := range c.N() {
-			r, err := linearizableRev(ctx, c.Node(i))
-			if err != nil {
-				return nil, fmt.Errorf("read on %s: %w", c.ID(i), err)
-			}
-			lo, hi = min(lo, r), max(hi, r)
-		}
-		if lo == hi {
-			rev = hi
-			break
-		}
-	}
-	var first *History
-	for i := range c.N() {
-		h, err := ReadHistory(ctx, c.Node(i), Root, rev)
-		if err != nil {
-			return nil, fmt.Errorf("history of %s: %w", c.ID(i), err)
-		}
-		if first == nil {
-			first = h
-		} else if d := first.Diff(h); d != "" {
-			return nil, fmt.Errorf("replicas disagree: %s vs %s: %s", c.ID(0), c.ID(i), d)
-		}
-	}
-	return first, nil
-}
-
-// linearizableRev returns s's revision after a linearizable read, retrying
-// while the cluster settles.
-func linearizableRev(ctx context.Context, s *store.Store) (int64, error) {
-	for {
-		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		r, err := s.Get(rctx, Root, store.WithPrefix(), store.WithCountOnly())
-		cancel()
-		if err == nil {
-			return r.Header.Revision, nil
-		}
-		if ctx.Err() != nil {
-			return 0, err
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // checkResume opens, on every node, a watch from a random past revision
 // and checks it replays exactly the history from there (resumable).
-func checkResume(c *testcluster.Cluster, h *History, rng *rand.Rand) (int, []string) {
+func checkResume(tg Target, h *History, rng *rand.Rand) (int, []string) {
 	total := 0
 	var bad []string
-	if h.Rev < 2 {
+	if h.Rev < 3 {
 		return 0, nil
 	}
-	for i := range c.N() {
-		from := 1 + rng.Int64N(h.Rev)
+	clk := NewClock()
+	for i := range tg.N() {
+		from := 2 + rng.Int64N(h.Rev-1) // revision 1 may be compacted
+		conn, _ := tg.Conn(i)
+		if conn == nil {
+			bad = append(bad, fmt.Sprintf("%s is down for the resumed watch", tg.ID(i)))
+			continue
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		var resps []WatchResponse
-		for resp := range c.Node(i).Watch(ctx, Root, store.WithPrefix(), store.WithRev(from)) {
+		for resp := range conn.Watch(ctx, clk, Root, from) {
 			// Revisions after h (a kept-alive lease expiring now that
 			// renewals stopped) are not part of the check.
-			r := WatchResponse{Canceled: resp.Canceled}
-			for _, e := range watchEvents(resp) {
+			r := WatchResponse{Canceled: resp.Canceled, Err: resp.Err}
+			for _, e := range resp.Events {
 				if e.Rev <= h.Rev {
 					r.Events = append(r.Events, e)
 				}
-			}
-			if err := resp.Err(); err != nil {
-				r.Err = err.Error()
 			}
 			resps = append(resps, r)
 			if n := len(r.Events); n > 0 && r.Events[n-1].Rev == h.Rev {
@@ -344,7 +374,8 @@ func checkResume(c *testcluster.Cluster, h *History, rng *rand.Rand) (int, []str
 			}
 		}
 		cancel()
-		n, b := CheckWatch(fmt.Sprintf("watch on %s resumed from %d", c.ID(i), from), resps, h, from, h.Rev)
+		conn.Close()
+		n, b := CheckWatch(fmt.Sprintf("watch on %s resumed from %d", tg.ID(i), from), resps, h, from, h.Rev)
 		total += n
 		bad = append(bad, b...)
 	}
@@ -379,12 +410,17 @@ var totals = &Totals{Faults: map[FaultKind]int{}}
 type Totals struct {
 	mu                         sync.Mutex
 	Histories, Linearizable    int
+	ProcHistories, ProcLinear  int
 	Ops                        OpCounts
+	Txns                       TxnCounts
+	MultiKeyRevs               int
 	UnknownApplied, NotApplied int
-	Lost                       int
+	Lost, ProcLost             int
 	WatchEvents, WatchBad      int
 	Faults                     map[FaultKind]int
 	Leases                     LeaseTotals
+	Bad                        BadReport
+	BadViolations              int
 	Seeds                      []uint64
 }
 
@@ -400,10 +436,23 @@ func (t *Totals) add(r *Result) {
 	if r.Linearizable() {
 		t.Linearizable++
 	}
+	if r.Processes {
+		t.ProcHistories++
+		if r.Linearizable() {
+			t.ProcLinear++
+		}
+		t.ProcLost += r.LostBefore + r.LostAfter
+	}
 	t.Ops.Total += r.Ops.Total
 	t.Ops.OK += r.Ops.OK
 	t.Ops.Failed += r.Ops.Failed
 	t.Ops.Unknown += r.Ops.Unknown
+	t.Txns.Total += r.Txns.Total
+	t.Txns.Then += r.Txns.Then
+	t.Txns.Else += r.Txns.Else
+	t.Txns.Unknown += r.Txns.Unknown
+	t.Txns.Failed += r.Txns.Failed
+	t.MultiKeyRevs += r.MultiKeyRevs
 	if r.Witness != nil {
 		t.UnknownApplied += r.Witness.UnknownApplied
 		t.NotApplied += r.Witness.UnknownNotApplied
@@ -419,6 +468,12 @@ func (t *Totals) add(r *Result) {
 	t.Leases.Expiries += r.Leases.Expiries
 	t.Leases.KeptAlive += r.Leases.KeptAlive
 	t.Leases.Violations += r.Leases.Violations
+	if r.Bad != nil {
+		t.Bad.Checked += r.Bad.Checked
+		t.Bad.Rejected += r.Bad.Rejected
+		t.Bad.Unavailable += r.Bad.Unavailable
+	}
+	t.BadViolations += len(r.BadViolations)
 	t.Seeds = append(t.Seeds, r.Seed)
 }
 
@@ -430,10 +485,16 @@ func (t *Totals) Lines() []string {
 		fmt.Sprintf("histories checked: %d (linearizable: %d)", t.Histories, t.Linearizable),
 		fmt.Sprintf("operations: %d (ok %d, failed %d, unknown %d: %d applied, %d not applied)",
 			t.Ops.Total, t.Ops.OK, t.Ops.Failed, t.Ops.Unknown, t.UnknownApplied, t.NotApplied),
+		fmt.Sprintf("multi-key txns: %d (then %d, else %d, unknown %d, failed %d); revisions changing several keys: %d",
+			t.Txns.Total, t.Txns.Then, t.Txns.Else, t.Txns.Unknown, t.Txns.Failed, t.MultiKeyRevs),
 		fmt.Sprintf("acknowledged writes lost: %d", t.Lost),
 		fmt.Sprintf("watch events checked: %d, violations: %d", t.WatchEvents, t.WatchBad),
 		fmt.Sprintf("lease expiries checked: %d, kept-alive leases checked: %d, violations: %d",
 			t.Leases.Expiries, t.Leases.KeptAlive, t.Leases.Violations),
+		fmt.Sprintf("bad requests checked: %d (sentinel %d, unavailable under faults %d), violations: %d",
+			t.Bad.Checked, t.Bad.Rejected, t.Bad.Unavailable, t.BadViolations),
+		fmt.Sprintf("separate processes: histories %d (linearizable: %d), acknowledged writes lost: %d",
+			t.ProcHistories, t.ProcLinear, t.ProcLost),
 		fmt.Sprintf("faults injected: %s", FaultCounts(t.Faults)),
 		fmt.Sprintf("seeds: %v", t.Seeds),
 	}

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	store "github.com/embedkv/store"
-	"github.com/embedkv/store/internal/robustness/testcluster"
 )
 
 // WatchResponse is one recorded watch response.
@@ -55,11 +54,15 @@ type Watchers struct {
 }
 
 // StartWatchers starts one watcher of prefix on every node of c.
-func StartWatchers(c *testcluster.Cluster, clk *Clock, prefix string) *Watchers {
+func StartWatchers(c Target, clk *Clock, prefix string) *Watchers {
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &Watchers{Logs: make([]*WatchLog, c.N()), cancel: cancel}
 	for i := range c.N() {
 		l := &WatchLog{Node: i}
+		// Revision 1 is the empty store: watch from 2, so that a watcher
+		// resumed before any event is not refused once revision 1 is
+		// compacted (see BadInput).
+		l.lastRev.Store(1)
 		w.Logs[i] = l
 		w.wg.Add(1)
 		go func() {
@@ -72,24 +75,20 @@ func StartWatchers(c *testcluster.Cluster, clk *Clock, prefix string) *Watchers 
 
 // runWatcher watches prefix on node l.Node from the revision after the
 // last event received, until ctx ends, appending to l.
-func runWatcher(ctx context.Context, c *testcluster.Cluster, clk *Clock, l *WatchLog, prefix string) {
+func runWatcher(ctx context.Context, c Target, clk *Clock, l *WatchLog, prefix string) {
 	for ctx.Err() == nil {
-		s := c.Node(l.Node)
-		if s == nil {
+		conn, _ := c.Conn(l.Node)
+		if conn == nil {
 			sleepCtx(ctx, 20*time.Millisecond)
 			continue
 		}
-		ch := s.Watch(ctx, prefix, store.WithPrefix(), store.WithRev(l.LastRev()+1))
-		for resp := range ch {
-			r := WatchResponse{Time: clk.Now(), Events: watchEvents(resp), Canceled: resp.Canceled}
-			if err := resp.Err(); err != nil {
-				r.Err = err.Error()
-			}
+		for r := range conn.Watch(ctx, clk, prefix, l.LastRev()+1) {
 			l.Responses = append(l.Responses, r)
 			if n := len(r.Events); n > 0 {
 				l.lastRev.Store(r.Events[n-1].Rev)
 			}
 		}
+		conn.Close()
 		l.Resumes++
 		if ctx.Err() == nil {
 			sleepCtx(ctx, 10*time.Millisecond)

@@ -26,13 +26,17 @@ func (r *WitnessReport) fail(format string, a ...any) {
 }
 
 // CheckWitness is a linear-time (n log n) revision-witness check of ops
-// against h, the committed history of the keys under keyPrefix. Put and cas
-// values must be unique in ops. Every operation is placed at a revision:
+// against h, the committed history of the keys under keyPrefix. Put, cas
+// and txn put values must be unique in ops. Every operation is placed at a
+// revision:
 //
 //   - an acknowledged (OK) operation at the revision its response header
 //     reports (Header.Revision: the revision it read at, or wrote);
 //   - an Unknown put or cas at the revision where its unique value appears
 //     in h, or nowhere (it had no effect) if the value never appears;
+//   - an Unknown txn at the revision where its put values appear, all at
+//     one revision, or nowhere if none does (some but not all is a
+//     violation: half applied);
 //   - an Unknown delete at the revision of a DELETE of its key that no
 //     acknowledged delete explains (matched greedily, earliest call
 //     first), or nowhere: an unmatched one either never applied or found
@@ -41,15 +45,20 @@ func (r *WitnessReport) fail(format string, a ...any) {
 // It then requires, revision witness rules:
 //
 //  1. the effects line up: an OK put (cas that succeeded, delete that
-//     deleted) has exactly its event at its revision in h, and no two writes
-//     claim the same event; a value is written at most once (no write is
-//     applied twice); every event of h is explained by a write that was not
-//     reported as failed (no phantom or failed-but-applied writes);
-//  2. every read is exact: a get, range, failed cas (its Else read) and
-//     delete of nothing return precisely the state h has at their revision
-//     (values, create/mod revisions, versions, the exact key set of a
-//     range); PrevKVs equal the state just before the write; a cas took its
-//     branch according to the state before it;
+//     deleted) has exactly its event at its revision in h; a txn that took
+//     its Then branch has every one of its effects (each put, and a delete
+//     of each of its delete keys that existed) at its one revision, i.e. it
+//     is atomic; no two writes claim the same event or the same revision; a
+//     value is written at most once (no write is applied twice); every
+//     event of h is explained by a write that was not reported as failed
+//     (no phantom or failed-but-applied writes);
+//  2. every read is exact: a get, range, failed cas (its Else read), the
+//     Else reads of a txn and a delete of nothing return precisely the
+//     state h has at their revision (values, create/mod revisions,
+//     versions, the exact key set of a range); PrevKVs equal the state just
+//     before the write; a cas or txn took its branch according to the
+//     state before it (for a txn, the ModRevision its client compared
+//     with, which must be the mod revision of the value the client saw);
 //  3. real time: if operation A returned before operation B was called,
 //     rev(A) <= rev(B), and rev(A) < rev(B) when B created a revision
 //     (Unknown writes only get the lower bound: their return is unknown;
@@ -84,14 +93,19 @@ func CheckWitness(ops []Op, h *History, keyPrefix string) *WitnessReport {
 		rev int64
 		key string
 	}
-	claimed := map[evKey]int{} // event -> index of the op it is the effect of
+	claimed := map[evKey]int{}    // event -> index of the op it is the effect of
+	claimedRev := map[int64]int{} // revision -> index of the op that made it
 	claim := func(i int, rev int64, key string) {
 		k := evKey{rev, key}
 		if j, dup := claimed[k]; dup {
 			rep.fail("one event claimed by two writes: %s and %s", &ops[j], &ops[i])
 			return
 		}
+		if j, dup := claimedRev[rev]; dup && j != i {
+			rep.fail("revision %d claimed by two writes: %s and %s", rev, &ops[j], &ops[i])
+		}
 		claimed[k] = i
+		claimedRev[rev] = i
 		rep.Applied[i] = rev
 	}
 	findEvent := func(rev int64, key string) (Event, bool) {
@@ -111,15 +125,58 @@ func CheckWitness(ops []Op, h *History, keyPrefix string) *WitnessReport {
 		}
 		return nil
 	}
-	checkPrev := func(i int, rev int64) {
-		op := &ops[i]
-		want := state(op.Key, rev-1)
+	checkPrevOf := func(op *Op, key string, prev *KV, rev int64) {
+		want := state(key, rev-1)
 		var got []KV
-		if op.Prev != nil {
-			got = []KV{*op.Prev}
+		if prev != nil {
+			got = []KV{*prev}
 		}
 		if !kvsEqual(got, want) {
-			rep.fail("%s: prev %v, history has %v at revision %d", op, got, want, rev-1)
+			rep.fail("%s: prev of %s %v, history has %v at revision %d", op, key, got, want, rev-1)
+		}
+	}
+	checkPrev := func(i int, rev int64) { checkPrevOf(&ops[i], ops[i].Key, ops[i].Prev, rev) }
+	modAt := func(key string, rev int64) int64 {
+		if kv, ok := h.State(key, rev); ok {
+			return kv.Mod
+		}
+		return 0
+	}
+	// txnCompare checks what a txn's client believed about its compared
+	// key: the version at CmpRev holds CmpValue (the value-only porcupine
+	// model relies on it).
+	txnCompare := func(op *Op) {
+		t := op.Txn
+		if t.CmpRev == 0 {
+			return
+		}
+		if e, ok := findEvent(t.CmpRev, t.Cmp); !ok || e.Delete || e.KV.Value != t.CmpValue {
+			rep.fail("%s: its client saw %s=%q at mod revision %d, history has %v there", op, t.Cmp, t.CmpValue, t.CmpRev, h.Events[min(max(t.CmpRev, 0), h.Rev)])
+		}
+	}
+	// txnApplied checks the effects of a txn applied at rev: every put and
+	// every delete of a key present before is an event of rev, and the
+	// comparison held before it.
+	txnApplied := func(i int, rev int64) {
+		op, t := &ops[i], ops[i].Txn
+		for _, p := range t.Puts {
+			if e, ok := findEvent(rev, p.Key); !ok || e.Delete || e.KV.Value != p.Value {
+				rep.fail("%s: not atomic: its put %s=%q is not in the history at revision %d (there: %v)", op, p.Key, p.Value, rev, h.Events[rev])
+				continue
+			}
+			claim(i, rev, p.Key)
+		}
+		for _, d := range t.Deletes {
+			e, ok := findEvent(rev, d)
+			switch existed := len(state(d, rev-1)) > 0; {
+			case existed && (!ok || !e.Delete):
+				rep.fail("%s: not atomic: its delete of %s is not in the history at revision %d (there: %v)", op, d, rev, h.Events[rev])
+			case existed:
+				claim(i, rev, d)
+			}
+		}
+		if m := modAt(t.Cmp, rev-1); m != t.CmpRev {
+			rep.fail("%s: took the Then branch at revision %d, but %s had mod revision %d before", op, rev, t.Cmp, m)
 		}
 	}
 
@@ -139,6 +196,63 @@ func CheckWitness(ops []Op, h *History, keyPrefix string) *WitnessReport {
 			if !kvsEqual(op.KVs, want) {
 				rep.fail("%s: read %v, history has %v at revision %d", op, op.KVs, want, op.Rev)
 			}
+		case op.Outcome == OK && op.Kind == OpTxn && op.Succeeded:
+			t := op.Txn
+			txnCompare(op)
+			if len(op.TxnPutPrev) != len(t.Puts) || len(op.TxnDeleted) != len(t.Deletes) || len(op.TxnDelPrev) != len(t.Deletes) {
+				rep.fail("%s: responses do not match the txn's operations", op)
+				continue
+			}
+			txnApplied(i, op.Rev)
+			for k, p := range t.Puts {
+				checkPrevOf(op, p.Key, op.TxnPutPrev[k], op.Rev)
+			}
+			for j, d := range t.Deletes {
+				existed := len(state(d, op.Rev-1)) > 0
+				if n := op.TxnDeleted[j]; (n == 1) != existed || n > 1 {
+					rep.fail("%s: deleted %d of %s, history has %v before", op, n, d, state(d, op.Rev-1))
+				}
+				checkPrevOf(op, d, op.TxnDelPrev[j], op.Rev)
+			}
+		case op.Outcome == OK && op.Kind == OpTxn: // Else branch
+			t := op.Txn
+			txnCompare(op)
+			if m := modAt(t.Cmp, op.Rev); m == t.CmpRev {
+				rep.fail("%s: took the Else branch, but %s has mod revision %d at revision %d", op, t.Cmp, m, op.Rev)
+			}
+			if len(op.TxnGets) != len(t.Gets) {
+				rep.fail("%s: responses do not match the txn's gets", op)
+				continue
+			}
+			for k, g := range t.Gets {
+				if want := state(g, op.Rev); !kvsEqual(op.TxnGets[k], want) {
+					rep.fail("%s: Else read of %s %v, history has %v at revision %d", op, g, op.TxnGets[k], want, op.Rev)
+				}
+			}
+		case op.Outcome == Failed && op.Kind == OpTxn:
+			for _, p := range op.Txn.Puts {
+				if e, ok := putOf[p.Value]; ok {
+					rep.fail("%s: reported as not applied, but history has %s", op, e)
+				}
+			}
+		case op.Outcome == Unknown && op.Kind == OpTxn:
+			var found []Event
+			for _, p := range op.Txn.Puts {
+				if e, ok := putOf[p.Value]; ok {
+					found = append(found, e)
+				}
+			}
+			switch {
+			case len(found) == 0:
+				rep.UnknownNotApplied++
+				continue
+			case len(found) < len(op.Txn.Puts):
+				rep.UnknownApplied++
+				rep.fail("%s: half applied: only %v of its puts are in the history", op, found)
+				continue
+			}
+			rep.UnknownApplied++
+			txnApplied(i, found[0].Rev)
 		case op.Outcome == OK && op.mutating():
 			e, ok := findEvent(op.Rev, op.Key)
 			switch {

@@ -10,13 +10,20 @@ import (
 	"github.com/anishathalye/porcupine"
 )
 
+// simGroups are the key groups of simulate's histories.
+var simGroups = [][]string{{"p/a0", "p/a1", "p/a2"}, {"p/b0", "p/b1", "p/b2"}}
+
 // simulate produces a linearizable history of n operations by a correct
-// store on keys p/k0..p/k2: op i is called at 10*i, takes effect at
+// store on the keys of simGroups: op i is called at 10*i, takes effect at
 // 10*i+5 and returns up to 30 later, so operations overlap. About 5% of the
-// writes end Unknown, half of those applied.
+// writes end Unknown, half of those applied. Multi-key txns put two keys of
+// a group and sometimes delete the third, at one revision.
 func simulate(seed uint64, n int) ([]Op, *History) {
 	rng := rand.New(rand.NewPCG(seed, 1))
-	keys := []string{"p/k0", "p/k1", "p/k2"}
+	var keys []string
+	for _, g := range simGroups {
+		keys = append(keys, g...)
+	}
 	state := map[string]KV{}
 	rev := int64(1)
 	var events []Event
@@ -27,22 +34,38 @@ func simulate(seed uint64, n int) ([]Op, *History) {
 		}
 		return nil
 	}
-	put := func(k, v string) *KV {
-		var prev *KV
-		rev++
-		kv := KV{Key: k, Value: v, Create: rev, Mod: rev, Version: 1}
+	prevOf := func(k string) *KV {
 		if p, ok := state[k]; ok {
-			prev = &p
-			kv.Create, kv.Version = p.Create, p.Version+1
+			return &p
+		}
+		return nil
+	}
+	putAt := func(k, v string) *KV {
+		prev := prevOf(k)
+		kv := KV{Key: k, Value: v, Create: rev, Mod: rev, Version: 1}
+		if prev != nil {
+			kv.Create, kv.Version = prev.Create, prev.Version+1
 		}
 		state[k] = kv
 		events = append(events, Event{Rev: rev, KV: kv})
 		return prev
 	}
+	delAt := func(k string) *KV {
+		prev := prevOf(k)
+		if prev != nil {
+			delete(state, k)
+			events = append(events, Event{Rev: rev, Delete: true, KV: KV{Key: k, Mod: rev}})
+		}
+		return prev
+	}
+	put := func(k, v string) *KV {
+		rev++
+		return putAt(k, v)
+	}
 	for i := range n {
 		op := Op{Client: i % 4, Node: i % 3, Call: int64(10 * i), Key: keys[rng.IntN(len(keys))]}
 		op.Return = op.Call + 5 + rng.Int64N(30)
-		op.Kind = []OpKind{OpPut, OpGet, OpDelete, OpCAS, OpRange, OpSerialGet}[rng.IntN(6)]
+		op.Kind = []OpKind{OpPut, OpGet, OpDelete, OpCAS, OpRange, OpSerialGet, OpTxn}[rng.IntN(7)]
 		op.Outcome = OK
 		if op.Kind.IsWrite() && rng.IntN(20) == 0 {
 			op.Outcome = Unknown
@@ -63,11 +86,9 @@ func simulate(seed uint64, n int) ([]Op, *History) {
 				op.KVs = append(op.KVs, cur(k)...)
 			}
 		case OpDelete:
-			if p, ok := state[op.Key]; ok && apply {
+			if _, ok := state[op.Key]; ok && apply {
 				rev++
-				delete(state, op.Key)
-				events = append(events, Event{Rev: rev, Delete: true, KV: KV{Key: op.Key, Mod: rev}})
-				op.Deleted, op.Prev = 1, &p
+				op.Deleted, op.Prev = 1, delAt(op.Key)
 			}
 		case OpCAS:
 			op.Value = fmt.Sprintf("v%d", i)
@@ -81,10 +102,46 @@ func simulate(seed uint64, n int) ([]Op, *History) {
 			} else if op.Outcome == OK {
 				op.KVs = cur(op.Key)
 			}
+		case OpTxn:
+			g := append([]string(nil), simGroups[rng.IntN(len(simGroups))]...)
+			rng.Shuffle(len(g), func(a, b int) { g[a], g[b] = g[b], g[a] })
+			t := &TxnSpec{Cmp: g[0], Gets: []string{g[0], g[1]},
+				Puts: []KV{{Key: g[0], Value: fmt.Sprintf("v%da", i)}, {Key: g[1], Value: fmt.Sprintf("v%db", i)}}}
+			if rng.IntN(2) == 0 {
+				t.Deletes = []string{g[2]}
+			}
+			if rng.IntN(2) == 0 {
+				t.Gets = append(t.Gets, g[2])
+			}
+			if kv, ok := state[g[0]]; ok && rng.IntN(4) > 0 {
+				t.CmpRev, t.CmpValue = kv.Mod, kv.Value
+			}
+			op.Txn, op.Key = t, t.Cmp
+			mod := int64(0)
+			if kv, ok := state[g[0]]; ok {
+				mod = kv.Mod
+			}
+			if mod == t.CmpRev && apply {
+				rev++
+				op.Succeeded = true
+				for _, p := range t.Puts {
+					op.TxnPutPrev = append(op.TxnPutPrev, putAt(p.Key, p.Value))
+				}
+				for _, d := range t.Deletes {
+					prev := delAt(d)
+					op.TxnDelPrev = append(op.TxnDelPrev, prev)
+					op.TxnDeleted = append(op.TxnDeleted, map[bool]int64{true: 1}[prev != nil])
+				}
+			} else if op.Outcome == OK {
+				for _, k := range t.Gets {
+					op.TxnGets = append(op.TxnGets, cur(k))
+				}
+			}
 		}
 		op.Rev = rev
 		if op.Outcome != OK {
 			op.Rev, op.Prev, op.KVs, op.Deleted, op.Succeeded = 0, nil, nil, 0, false
+			op.TxnPutPrev, op.TxnDelPrev, op.TxnDeleted, op.TxnGets = nil, nil, nil, nil
 		}
 		ops = append(ops, op)
 	}
@@ -125,8 +182,8 @@ func lastWriteBefore(ops []Op) (get, latest, earlier int) {
 func porcupineResult(t *testing.T, ops []Op, h *History) porcupine.CheckResult {
 	t.Helper()
 	rep := CheckWitness(ops, h, "p/")
-	ph := PorcupineHistory(ops, []string{"p/k0", "p/k1", "p/k2"}, rep, NewBounds(ops, nil, h.Rev))
-	res, _ := porcupine.CheckOperationsVerbose(RegisterModel, ph, time.Minute)
+	ph := PorcupineHistory(ops, simGroups, rep, NewBounds(ops, nil, h.Rev))
+	res, _ := porcupine.CheckOperationsVerbose(GroupModel, ph, time.Minute)
 	return res
 }
 
@@ -266,6 +323,93 @@ func TestCheckersCatchInjectedBugs(t *testing.T) {
 			wantWitness: "session:",
 		},
 		{
+			// A txn's second put lands in the history at its own revision:
+			// a non-atomic txn (half applied at the txn's revision).
+			name: "txn half applied",
+			doctor: func(ops []Op, evs []Event) ([]Op, []Event) {
+				i := findTxn(ops, func(op *Op) bool { return op.Outcome == OK && op.Succeeded })
+				t := ops[i].Txn
+				for k, e := range evs {
+					if e.Rev == ops[i].Rev && e.KV.Key == t.Puts[1].Key {
+						return ops, append(evs[:k:k], evs[k+1:]...)
+					}
+				}
+				panic("txn event not found")
+			},
+			wantWitness: "not atomic",
+		},
+		{
+			// A txn of unknown outcome of which only one put made it.
+			name: "unknown txn half applied",
+			doctor: func(ops []Op, evs []Event) ([]Op, []Event) {
+				applied := map[string]bool{}
+				for _, e := range evs {
+					applied[e.KV.Value] = !e.Delete
+				}
+				i := findTxn(ops, func(op *Op) bool { return op.Outcome == Unknown && applied[op.Txn.Puts[0].Value] })
+				for k, e := range evs {
+					if e.KV.Value == ops[i].Txn.Puts[1].Value {
+						return ops, append(evs[:k:k], evs[k+1:]...)
+					}
+				}
+				panic("txn event not found")
+			},
+			wantWitness: "half applied",
+		},
+		{
+			// A range read sees one key of a txn new and the other old,
+			// as if the txn were two writes. Porcupine's per-key model
+			// could linearize each key alone; the group model cannot.
+			name: "range read sees half a txn",
+			doctor: func(ops []Op, evs []Event) ([]Op, []Event) {
+				h := NewHistory("p/", 1<<20, append([]Event(nil), evs...))
+				for i := range ops {
+					t := &ops[i]
+					if t.Kind != OpTxn || t.Outcome != OK || !t.Succeeded || t.TxnPutPrev[1] == nil {
+						continue
+					}
+					for j := i + 1; j < len(ops) && j < i+20; j++ {
+						r := &ops[j]
+						if r.Kind != OpRange || r.Outcome != OK {
+							continue
+						}
+						a, _ := h.State(t.Txn.Puts[0].Key, r.Rev)
+						b, _ := h.State(t.Txn.Puts[1].Key, r.Rev)
+						if a.Value != t.Txn.Puts[0].Value || b.Value != t.Txn.Puts[1].Value {
+							continue
+						}
+						for k := range r.KVs {
+							if r.KVs[k].Key == b.Key {
+								r.KVs[k] = *t.TxnPutPrev[1] // b before the txn
+								return ops, evs
+							}
+						}
+					}
+				}
+				panic("no range read after a txn")
+			},
+			wantWitness: "read [", wantPorcupine: porcupine.Illegal,
+		},
+		{
+			// The Else branch reports a read of a key that is not what
+			// the history has at the txn's revision.
+			name: "txn else branch reads stale",
+			doctor: func(ops []Op, evs []Event) ([]Op, []Event) {
+				i := findTxn(ops, func(op *Op) bool {
+					return op.Outcome == OK && !op.Succeeded && len(op.TxnGets[0]) == 1 && op.TxnGets[0][0].Version > 1
+				})
+				kv := &ops[i].TxnGets[0][0]
+				for _, e := range evs {
+					if e.KV.Key == kv.Key && e.KV.Create == kv.Create && e.KV.Version == kv.Version-1 {
+						*kv = e.KV
+						return ops, evs
+					}
+				}
+				panic("no earlier version")
+			},
+			wantWitness: "Else read", wantPorcupine: porcupine.Illegal,
+		},
+		{
 			name: "range read not atomic",
 			doctor: func(ops []Op, evs []Event) ([]Op, []Event) {
 				for i := len(ops) - 1; i >= 0; i-- {
@@ -307,6 +451,16 @@ func TestCheckersCatchInjectedBugs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// findTxn returns the index of the first txn op matching ok.
+func findTxn(ops []Op, ok func(*Op) bool) int {
+	for i := range ops {
+		if ops[i].Kind == OpTxn && len(ops[i].Txn.Puts) > 1 && ok(&ops[i]) {
+			return i
+		}
+	}
+	panic("no matching txn in the simulated history")
 }
 
 func TestLostWrites(t *testing.T) {

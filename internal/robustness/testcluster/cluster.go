@@ -13,8 +13,8 @@
 // it; Restart reopens it from its directory with the same Config. In-process
 // nodes cannot really crash: Close runs (raft shuts down, bolt is closed
 // cleanly), so Kill does not lose un-synced data or leave torn files the way
-// SIGKILL or a power cut would. That needs nodes in separate processes (a
-// soak profile with SIGKILL/SIGSTOP), which this package does not do yet.
+// SIGKILL or a power cut would. Package proccluster runs nodes as separate
+// processes for that (SIGKILL, SIGSTOP/SIGCONT).
 //
 // All randomness of the proxies (drop decisions, jitter) comes from
 // generators derived from Options.Seed.
@@ -57,8 +57,10 @@ type Cluster struct {
 	prox [][]*proxy // [from][to], nil on the diagonal
 	wg   sync.WaitGroup
 
-	mu    sync.Mutex // guards nodes
-	nodes []*store.Store
+	mu      sync.Mutex // guards nodes, incs and retired
+	nodes   []*store.Store
+	incs    []int          // incarnation of each node: restarts so far
+	retired []*store.Store // closed by Kill
 }
 
 // FastTimers sets the raft timers the harness uses: fast elections that
@@ -81,7 +83,7 @@ func New(t testing.TB, opts Options) *Cluster {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	c := &Cluster{t: t, n: n, nw: newNetwork(n, opts.Seed), nodes: make([]*store.Store, n)}
+	c := &Cluster{t: t, n: n, nw: newNetwork(n, opts.Seed), nodes: make([]*store.Store, n), incs: make([]int, n)}
 	t.Cleanup(c.Close)
 	addrs, err := freeAddrs(n)
 	if err != nil {
@@ -167,6 +169,25 @@ func (c *Cluster) Node(i int) *store.Store {
 	return c.nodes[i]
 }
 
+// NodeInc returns node i and the number of its incarnation (1 for the
+// first start, growing with each Restart), or nil and 0 while it is down.
+func (c *Cluster) NodeInc(i int) (*store.Store, int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.nodes[i] == nil {
+		return nil, 0
+	}
+	return c.nodes[i], c.incs[i]
+}
+
+// Retired returns the handles Kill has closed, oldest first: calls on
+// them must fail with store.ErrStopped.
+func (c *Cluster) Retired() []*store.Store {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]*store.Store(nil), c.retired...)
+}
+
 // Config returns node i's Config.
 func (c *Cluster) Config(i int) store.Config { return c.cfgs[i] }
 
@@ -182,7 +203,11 @@ func (c *Cluster) Kill(i int) error {
 		return nil
 	}
 	c.setIsolated(i, true)
-	if err := s.Close(); err != nil {
+	err := s.Close()
+	c.mu.Lock()
+	c.retired = append(c.retired, s)
+	c.mu.Unlock()
+	if err != nil {
 		return fmt.Errorf("close %s: %w", c.ID(i), err)
 	}
 	return nil
@@ -211,6 +236,7 @@ func (c *Cluster) Restart(i int) error {
 	}
 	c.mu.Lock()
 	c.nodes[i] = s
+	c.incs[i]++
 	c.mu.Unlock()
 	c.setIsolated(i, false)
 	return nil
