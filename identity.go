@@ -139,7 +139,7 @@ func (s *Store) admit(pi transport.PeerInfo) error {
 		return fmt.Errorf("%w: node %q is in cluster %s, this node in %s", ErrWrongCluster, pi.Hello.NodeID, theirs, ours)
 	}
 	if pi.Proto == transport.ProtoRaft && !s.raftUp.Load() {
-		return errors.New("raft is not running yet")
+		return fmt.Errorf("%w: raft is not running yet", transport.ErrNotReady)
 	}
 	if pi.Proto == transport.ProtoRaft && !s.members.knows(s, pi.Hello.NodeID) {
 		return fmt.Errorf("node %q is not a member of this cluster", pi.Hello.NodeID)

@@ -25,6 +25,10 @@ var (
 	ErrFrameTooLarge = errors.New("transport: frame too large")
 	// ErrProtocol reports a malformed frame or an unexpected message.
 	ErrProtocol = errors.New("transport: protocol error")
+	// ErrNotReady, wrapped in an error returned by Config.Admit, refuses a
+	// connection that a moment later would be admitted (the node is still
+	// starting): the Mux logs it at Debug instead of Warn.
+	ErrNotReady = errors.New("transport: not ready for this connection yet")
 )
 
 // CodeInternal is the RemoteError code carried by handler errors that are

@@ -234,7 +234,11 @@ func (m *Mux) identify(tc *trackedConn) (PeerInfo, bool) {
 		return peer, false
 	}
 	if err := m.admit(peer); err != nil {
-		m.log.Warn("transport: connection not admitted, closing it",
+		level := slog.LevelWarn
+		if errors.Is(err, ErrNotReady) {
+			level = slog.LevelDebug
+		}
+		m.log.Log(context.Background(), level, "transport: connection not admitted, closing it",
 			"remote", remote, "proto", protoName(peer.Proto), "node_id", peer.Hello.NodeID, "error", err)
 		return peer, false
 	}
