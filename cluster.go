@@ -412,60 +412,59 @@ func (s *Store) runPromoter() {
 	const interval = 200 * time.Millisecond
 	marks := map[raft.ServerID]uint64{}
 	lastLeader := time.Now()
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stopCh:
-			return
-		case <-t.C:
-		}
+	s.every(interval, func() {
 		if s.raft.State() != raft.Leader || s.readyTerm.Load() == 0 {
 			clear(marks)
 			s.probeMembership(&lastLeader)
+			return
+		}
+		s.promoteCaughtUp(marks, interval)
+	})
+}
+
+// promoteCaughtUp is one round of runPromoter on the leader. marks holds,
+// per non-voter, the commit index of the previous round.
+func (s *Store) promoteCaughtUp(marks map[raft.ServerID]uint64, interval time.Duration) {
+	f := s.raft.GetConfiguration()
+	if f.Error() != nil {
+		return
+	}
+	commit := s.raft.CommitIndex()
+	seen := map[raft.ServerID]bool{}
+	for _, srv := range f.Configuration().Servers {
+		if srv.ID == raft.ServerID(s.cfg.NodeID) {
+			if string(srv.Address) != s.mux.Addr() && srv.Suffrage == raft.Voter {
+				s.raft.AddVoter(srv.ID, raft.ServerAddress(s.mux.Addr()), f.Index(), 0)
+			}
 			continue
 		}
-		f := s.raft.GetConfiguration()
-		if f.Error() != nil {
+		if srv.Suffrage != raft.Nonvoter {
 			continue
 		}
-		commit := s.raft.CommitIndex()
-		seen := map[raft.ServerID]bool{}
-		for _, srv := range f.Configuration().Servers {
-			if srv.ID == raft.ServerID(s.cfg.NodeID) {
-				if string(srv.Address) != s.mux.Addr() && srv.Suffrage == raft.Voter {
-					s.raft.AddVoter(srv.ID, raft.ServerAddress(s.mux.Addr()), f.Index(), 0)
-				}
-				continue
-			}
-			if srv.Suffrage != raft.Nonvoter {
-				continue
-			}
-			seen[srv.ID] = true
-			ctx, cancel := context.WithTimeout(context.Background(), interval)
-			applied, err := s.peerApplied(ctx, string(srv.ID), string(srv.Address))
-			cancel()
+		seen[srv.ID] = true
+		ctx, cancel := context.WithTimeout(context.Background(), interval)
+		applied, err := s.peerApplied(ctx, string(srv.ID), string(srv.Address))
+		cancel()
+		if err != nil {
+			continue
+		}
+		if mark, ok := marks[srv.ID]; ok && applied >= mark {
+			// Against the configuration read above: a change since
+			// (a removal, a new address) makes this fail, not undo it.
+			err := s.raft.AddVoter(srv.ID, srv.Address, f.Index(), 0).Error()
 			if err != nil {
-				continue
+				s.logger.Info("embedkv: promoting member failed", "member", srv.ID, "err", err)
+			} else {
+				s.logger.Info("embedkv: promoted member to voter", "member", srv.ID, "applied", applied)
 			}
-			if mark, ok := marks[srv.ID]; ok && applied >= mark {
-				// Against the configuration read above: a change since
-				// (a removal, a new address) makes this fail, not undo it.
-				err := s.raft.AddVoter(srv.ID, srv.Address, f.Index(), 0).Error()
-				if err != nil {
-					s.logger.Info("embedkv: promoting member failed", "member", srv.ID, "err", err)
-				} else {
-					s.logger.Info("embedkv: promoted member to voter", "member", srv.ID, "applied", applied)
-				}
-				delete(marks, srv.ID)
-				continue
-			}
-			marks[srv.ID] = commit
+			delete(marks, srv.ID)
+			continue
 		}
-		for id := range marks {
-			if !seen[id] {
-				delete(marks, id)
-			}
+		marks[srv.ID] = commit
+	}
+	for id := range marks {
+		if !seen[id] {
+			delete(marks, id)
 		}
 	}
 }

@@ -94,20 +94,13 @@ func (s *Store) runCompactor() {
 	if retention <= 0 {
 		return
 	}
-	t := time.NewTicker(s.cfg.CompactionCheckInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stopCh:
-			return
-		case <-t.C:
-		}
+	s.every(s.cfg.CompactionCheckInterval, func() {
 		if s.raft.State() != raft.Leader {
-			continue
+			return
 		}
 		v := s.fsm.current().view
 		if v.Rev()-v.CompactRev() < 2*retention {
-			continue
+			return
 		}
 		target := v.Rev() - retention
 		// propose itself gives up when the store closes.
@@ -117,6 +110,20 @@ func (s *Store) runCompactor() {
 		if err != nil {
 			s.logger.Info("embedkv: automatic compaction failed", "rev", target, "err", err)
 		}
+	})
+}
+
+// every calls fn every d until Close.
+func (s *Store) every(d time.Duration, fn func()) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopCh:
+			return
+		case <-t.C:
+		}
+		fn()
 	}
 }
 
@@ -128,19 +135,12 @@ func (s *Store) runSnapshotter() {
 	if limit <= 0 {
 		return
 	}
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stopCh:
-			return
-		case <-t.C:
-		}
+	s.every(time.Second, func() {
 		if s.fsm.sinceSnapshot.Load() < limit {
-			continue
+			return
 		}
 		if err := s.raft.Snapshot().Error(); err != nil {
 			s.logger.Info("embedkv: snapshot by size failed; will retry", "err", err)
 		}
-	}
+	})
 }

@@ -22,12 +22,12 @@ import (
 	"fmt"
 	"log"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/embedkv/store"
+	"github.com/embedkv/store/examples/internal/demo"
 )
 
 func main() {
@@ -53,7 +53,7 @@ func run() error {
 	// Step 2: three nodes from a config list.
 	var peers []store.Peer
 	for _, id := range []string{"node1", "node2", "node3"} {
-		addr, err := freeAddr()
+		addr, err := demo.FreeAddr()
 		if err != nil {
 			return err
 		}
@@ -84,7 +84,7 @@ func run() error {
 	}
 
 	// Step 3: a fourth node joins through the first two.
-	addr, err := freeAddr()
+	addr, err := demo.FreeAddr()
 	if err != nil {
 		return err
 	}
@@ -169,14 +169,4 @@ func printMembers(ctx context.Context, step string, s *store.Store, want int) er
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-}
-
-// freeAddr returns a free loopback address.
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }

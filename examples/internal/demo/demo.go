@@ -28,7 +28,7 @@ func Start(n int) (*Cluster, error) {
 	c := &Cluster{dir: dir}
 	var peers []store.Peer
 	for i := 1; i <= n; i++ {
-		addr, err := freeAddr()
+		addr, err := FreeAddr()
 		if err != nil {
 			c.Close()
 			return nil, err
@@ -68,7 +68,9 @@ func (c *Cluster) Close() {
 	os.RemoveAll(c.dir)
 }
 
-func freeAddr() (string, error) {
+// FreeAddr returns a free loopback address (the port is released for the
+// caller to bind).
+func FreeAddr() (string, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err
