@@ -45,9 +45,6 @@ func (s *Store) propose(ctx context.Context, req *request) (*result, error) {
 	if err := validateRequest(req, s.lim); err != nil {
 		return nil, err
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
 	req.Origin = s.bootID
 	req.Seq = s.seq.Add(1)
 	cmd, err := encodeCommand(cmdRequest, req)
@@ -56,6 +53,10 @@ func (s *Store) propose(ctx context.Context, req *request) (*result, error) {
 	}
 	if len(cmd) > s.cfg.MaxRequestBytes && !internalRequest(req.Kind) {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrRequestTooLarge, len(cmd), s.cfg.MaxRequestBytes)
+	}
+	// Bad input is reported as such even when the context has also ended.
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	ch := s.waiters.register(req.Seq)
 	defer s.waiters.cancel(req.Seq)

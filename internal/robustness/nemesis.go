@@ -117,14 +117,26 @@ type Nemesis struct {
 // Run injects faults until ctx ends or the schedule is exhausted. It
 // always undoes the fault in progress (heal, restart) before returning.
 func (n *Nemesis) Run(ctx context.Context, clk *Clock) *NemesisReport {
+	return runSchedule(ctx, clk, n.Schedule, n.inject, n.C.WaitLeader, n.Recover)
+}
+
+// runSchedule injects the faults of schedule one after another until ctx
+// ends or the schedule is exhausted: it sleeps each fault's Wait, runs
+// inject (which undoes the fault before it returns), then waits up to
+// recoverWithin for waitLeader to find an agreed leader. Both nemeses
+// (Nemesis, and procNemesis of the process profile) run their schedule
+// with it.
+func runSchedule(ctx context.Context, clk *Clock, schedule []Fault,
+	inject func(context.Context, Fault) (string, error),
+	waitLeader func(time.Duration) (int, error), recoverWithin time.Duration) *NemesisReport {
 	rep := &NemesisReport{Injected: map[FaultKind]int{}}
-	for _, f := range n.Schedule {
+	for _, f := range schedule {
 		sleepCtx(ctx, f.Wait)
 		if ctx.Err() != nil {
 			break
 		}
 		start := clk.Now()
-		what, err := n.inject(ctx, f)
+		what, err := inject(ctx, f)
 		switch {
 		case err != nil:
 			rep.Errors = append(rep.Errors, fmt.Sprintf("%s: %v", f, err))
@@ -133,7 +145,7 @@ func (n *Nemesis) Run(ctx context.Context, clk *Clock) *NemesisReport {
 		default:
 			rep.Injected[f.Kind]++
 		}
-		if _, err := n.C.WaitLeader(n.Recover); err != nil {
+		if _, err := waitLeader(recoverWithin); err != nil {
 			rep.Errors = append(rep.Errors, fmt.Sprintf("after %s (%s): %v", f, what, err))
 		}
 		rep.Log = append(rep.Log, fmt.Sprintf("%8.3fs %s: %s; recovered at %.3fs", secs(start), f, what, secs(clk.Now())))

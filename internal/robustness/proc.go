@@ -309,28 +309,7 @@ type procNemesis struct {
 // Run injects faults until ctx ends or the schedule is exhausted, always
 // undoing the fault in progress (SIGCONT, restart) before returning.
 func (n *procNemesis) Run(ctx context.Context, clk *Clock) *NemesisReport {
-	rep := &NemesisReport{Injected: map[FaultKind]int{}}
-	for _, f := range n.Schedule {
-		sleepCtx(ctx, f.Wait)
-		if ctx.Err() != nil {
-			break
-		}
-		start := clk.Now()
-		what, err := n.inject(ctx, f)
-		switch {
-		case err != nil:
-			rep.Errors = append(rep.Errors, fmt.Sprintf("%s: %v", f, err))
-		case what == "":
-			rep.Skipped++
-		default:
-			rep.Injected[f.Kind]++
-		}
-		if _, err := n.t.WaitLeader(n.Recover); err != nil {
-			rep.Errors = append(rep.Errors, fmt.Sprintf("after %s (%s): %v", f, what, err))
-		}
-		rep.Log = append(rep.Log, fmt.Sprintf("%8.3fs %s: %s; recovered at %.3fs", secs(start), f, what, secs(clk.Now())))
-	}
-	return rep
+	return runSchedule(ctx, clk, n.Schedule, n.inject, n.t.WaitLeader, n.Recover)
 }
 
 func (n *procNemesis) inject(ctx context.Context, f Fault) (string, error) {
@@ -390,21 +369,8 @@ func (n *procNemesis) inject(ctx context.Context, f Fault) (string, error) {
 // when the run fails.
 func RunProc(t testing.TB, cfg RunConfig) *Result {
 	t.Helper()
-	res := &Result{Name: t.Name(), Seed: cfg.Seed, Processes: true}
-	t.Logf("seed %d (rerun with EMBEDKV_SEED=%d)", cfg.Seed, cfg.Seed)
-	defer func() {
-		for _, p := range res.Problems {
-			t.Errorf("seed %d: %s", cfg.Seed, p)
-		}
-		for _, l := range res.Lines() {
-			t.Log(l)
-		}
-		totals.add(res)
-	}()
-	problem := func(format string, a ...any) { res.Problems = append(res.Problems, fmt.Sprintf(format, a...)) }
-	if cfg.Workload.Prefix == "" {
-		cfg.Workload = DefaultWorkload(KVPrefix)
-	}
+	res := startRun(t, &cfg, true)
+	defer finishRun(t, cfg, res)
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x70726f63))
 	clientSeed := rng.Uint64()
 	schedule := ProcSchedule(rng, 1000)
@@ -429,7 +395,7 @@ func RunProc(t testing.TB, cfg RunConfig) *Result {
 	})
 	defer func() {
 		for _, p := range childProblems(pc) {
-			problem("%s", p)
+			res.problem("%s", p)
 		}
 		if len(res.Problems) > 0 { // keep the nodes' output (EMBEDKV_TEST_LOG=1 for their logs)
 			dir := artifactsDir(cfg.Artifacts)
@@ -449,100 +415,33 @@ func RunProc(t testing.TB, cfg RunConfig) *Result {
 	}
 	tg := &procTarget{pc: pc}
 	if _, err := tg.WaitLeader(60 * time.Second); err != nil {
-		problem("start: %v", err)
+		res.problem("start: %v", err)
 		return res
 	}
-	clk := NewClock()
-	watchers := StartWatchers(tg, clk, Root)
-	defer watchers.Stop()
-	cctx, stopClients := context.WithCancel(context.Background())
-	defer stopClients()
-	opsCh := make(chan []Op, 1)
-	go func() { opsCh <- RunClients(cctx, tg, clk, cfg.Workload, clientSeed) }()
-	bad := startBadInput(cctx, procBad{tg}, badSeed)
-	defer bad.Wait()
-	nctx, stopNemesis := context.WithTimeout(context.Background(), cfg.Duration)
 	nem := &procNemesis{t: tg, Schedule: schedule, Recover: 60 * time.Second}
-	res.Faults = nem.Run(nctx, clk)
-	stopNemesis()
-	for _, e := range res.Faults.Errors {
-		problem("nemesis: %s", e)
-	}
-	time.Sleep(time.Second) // clients finish on a healthy cluster
-	stopClients()
-	ops := <-opsCh
-	res.Bad = bad.Wait()
-	res.BadViolations = append(res.BadViolations, res.Bad.Violations...)
-	res.Ops = CountOps(ops)
-	res.Txns = CountTxns(ops)
-	t.Logf("errors by class: %v", res.Ops.Errors)
-	t.Logf("bad requests by case: %v", res.Bad.ByCase)
-	for _, l := range res.Faults.Log {
-		t.Log("nemesis", l)
-	}
-
-	hist, err := settleTarget(tg)
-	if err != nil {
-		problem("after the faults: %v", err)
-		return res
-	}
-	if err := watchers.WaitFor(hist.Rev, 30*time.Second); err != nil {
-		problem("%v", err)
-	}
-	watchers.Stop()
-	for _, v := range hist.Validate(true) {
-		problem("%s", v)
-	}
-	res.LostBefore = len(LostWrites(ops, hist))
-	for _, l := range watchers.Logs {
-		n, bad := CheckWatch(fmt.Sprintf("watcher on %s", tg.ID(l.Node)), l.Responses, hist, 1, hist.Rev)
-		res.WatchEvents += n
-		res.WatchViolations = append(res.WatchViolations, bad...)
-	}
-
-	// SIGKILL every node at once and restart them all from disk.
-	if err := pc.KillAll(); err != nil {
-		problem("final kill: %v", err)
-	}
-	for i := range cfg.Nodes {
-		if err := pc.Start(i); err != nil {
-			problem("final restart: %v", err)
-			return res
-		}
-	}
-	final, err := settleTarget(tg)
-	if err != nil {
-		problem("after the final kill and restart: %v", err)
-		return res
-	}
-	scans := map[string][]KV{}
-	for i := range cfg.Nodes {
-		kvs, err := procBad{tg}.scan(i)
-		if err != nil {
-			problem("scan of %s: %v", tg.ID(i), err)
-		}
-		scans[tg.ID(i)] = kvs
-	}
-	res.BadViolations = append(res.BadViolations, res.Bad.CheckAbsent([]*History{hist, final}, watchers.Logs, ops, scans)...)
-	for _, v := range res.BadViolations {
-		problem("%s", v)
-	}
-	res.Revisions = final.Rev
-	res.MultiKeyRevs = multiKeyRevs(final)
-	if d := hist.Diff(final); d != "" || final.Rev < hist.Rev {
-		problem("history changed across the final kill and restart (%d -> %d revisions): %s", hist.Rev, final.Rev, d)
-	}
-	res.LostAfter = len(LostWrites(ops, final))
-	for _, op := range append(LostWrites(ops, hist), LostWrites(ops, final)...) {
-		problem("acknowledged write lost: %s", op)
-	}
-	n, resumeBad := checkResume(tg, final, rng)
-	res.WatchEvents += n
-	res.WatchViolations = append(res.WatchViolations, resumeBad...)
-	for _, v := range res.WatchViolations {
-		problem("watch: %s", v)
-	}
-	checkLinearizability(t, res, cfg, ops, final, NewBounds(ops, FirstSeen(watchers.Logs), final.Rev), problem)
+	runAndCheck(t, cfg, res, rng, runCluster{
+		tg:          tg,
+		bad:         procBad{tg},
+		nemesis:     nem.Run,
+		clientSeed:  clientSeed,
+		badSeed:     badSeed,
+		afterFaults: "the faults",
+		// SIGKILL every node at once and restart them all from disk.
+		restartAll: func(problem func(string, ...any)) bool {
+			if err := pc.KillAll(); err != nil {
+				problem("final kill: %v", err)
+			}
+			for i := range cfg.Nodes {
+				if err := pc.Start(i); err != nil {
+					problem("final restart: %v", err)
+					return false
+				}
+			}
+			return true
+		},
+		restart: "the final kill and restart",
+		scan:    procBad{tg}.scan,
+	})
 	return res
 }
 

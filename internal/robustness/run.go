@@ -149,23 +149,8 @@ func (r *Result) Lines() []string {
 // seed). It returns the result for the summary.
 func Run(t testing.TB, cfg RunConfig) *Result {
 	t.Helper()
-	res := &Result{Name: t.Name(), Seed: cfg.Seed}
-	t.Logf("seed %d (rerun with EMBEDKV_SEED=%d)", cfg.Seed, cfg.Seed)
-	defer func() {
-		for _, p := range res.Problems {
-			t.Errorf("seed %d: %s", cfg.Seed, p)
-		}
-		for _, l := range res.Lines() {
-			t.Log(l)
-		}
-		if cfg.doctor == nil {
-			totals.add(res)
-		}
-	}()
-	problem := func(format string, a ...any) { res.Problems = append(res.Problems, fmt.Sprintf(format, a...)) }
-	if cfg.Workload.Prefix == "" {
-		cfg.Workload = DefaultWorkload(KVPrefix)
-	}
+	res := startRun(t, &cfg, false)
+	defer finishRun(t, cfg, res)
 	if cfg.Faults == nil {
 		cfg.Faults = AllFaults
 	}
@@ -184,23 +169,133 @@ func Run(t testing.TB, cfg RunConfig) *Result {
 			sc.SnapshotInterval = time.Second
 		},
 	})
-	tg := inProc{c}
+	nem := &Nemesis{C: c, Schedule: schedule, Recover: 30 * time.Second}
+	runAndCheck(t, cfg, res, rng, runCluster{
+		tg:         inProc{c},
+		bad:        inProcBad{c},
+		nemesis:    nem.Run,
+		clientSeed: clientSeed,
+		badSeed:    badSeed,
+		startLeases: func(grants context.Context, clk *Clock) *LeaseWorkload {
+			return StartLeases(grants, c, clk, leaseSeed)
+		},
+		// Heal, and let the expiring leases expire.
+		heal: func(problem func(string, ...any)) {
+			c.Heal()
+			if err := WaitExpired(c, 60*time.Second); err != nil {
+				problem("leases: %v", err)
+			}
+		},
+		afterFaults: "healing",
+		// Kill every node, restart them all from disk.
+		restartAll: func(problem func(string, ...any)) bool {
+			for i := range c.N() {
+				if err := c.Kill(i); err != nil {
+					problem("full kill: %v", err)
+				}
+			}
+			for i := range c.N() {
+				if err := c.Restart(i); err != nil {
+					problem("full restart: %v", err)
+					return false
+				}
+			}
+			return true
+		},
+		restart: "the full restart",
+		scan: func(i int) ([]KV, error) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			return scanAll(ctx, c.Node(i))
+		},
+	})
+	return res
+}
+
+// startRun returns the Result of a run of cfg, logs its seed and fills in
+// cfg's default workload. The caller defers finishRun.
+func startRun(t testing.TB, cfg *RunConfig, processes bool) *Result {
+	t.Helper()
+	res := &Result{Name: t.Name(), Seed: cfg.Seed, Processes: processes}
+	t.Logf("seed %d (rerun with EMBEDKV_SEED=%d)", cfg.Seed, cfg.Seed)
+	if cfg.Workload.Prefix == "" {
+		cfg.Workload = DefaultWorkload(KVPrefix)
+	}
+	return res
+}
+
+// finishRun reports res's problems through t.Errorf (with the seed), logs
+// its summary and adds it to the totals (unless the run was doctored).
+func finishRun(t testing.TB, cfg RunConfig, res *Result) {
+	for _, p := range res.Problems {
+		t.Errorf("seed %d: %s", cfg.Seed, p)
+	}
+	for _, l := range res.Lines() {
+		t.Log(l)
+	}
+	if cfg.doctor == nil {
+		totals.add(res)
+	}
+}
+
+// problem records a failed property.
+func (r *Result) problem(format string, a ...any) {
+	r.Problems = append(r.Problems, fmt.Sprintf(format, a...))
+}
+
+// runCluster is what differs between an in-process run (Run) and a run
+// with every node in a child process (RunProc): the steps they share,
+// runAndCheck, reach the cluster through it.
+type runCluster struct {
+	tg  Target
+	bad badEnv
+	// nemesis injects the run's fault schedule until its ctx ends.
+	nemesis             func(ctx context.Context, clk *Clock) *NemesisReport
+	clientSeed, badSeed uint64
+	// startLeases, if set, starts the lease workload (granting until
+	// grants ends); its leases are checked at the end.
+	startLeases func(grants context.Context, clk *Clock) *LeaseWorkload
+	// heal, if set, runs after the faults, before the history is read.
+	heal func(problem func(string, ...any))
+	// afterFaults names the moment of the first read of the history in
+	// problems ("after <afterFaults>: ...").
+	afterFaults string
+	// restartAll kills every node and restarts them all from disk; false
+	// ends the run (it reported why through problem).
+	restartAll func(problem func(string, ...any)) bool
+	// restart names restartAll in problems ("after <restart>: ...").
+	restart string
+	// scan reads node i's whole keyspace.
+	scan func(i int) ([]KV, error)
+}
+
+// runAndCheck is the part of a run that does not depend on where the
+// nodes live: it runs the workload's clients, the watchers, the bad-input
+// client (and the lease workload) while the nemesis injects faults, reads
+// and checks the committed history, restarts every node from disk, reads
+// and checks it again, then checks linearizability. Problems go to res.
+func runAndCheck(t testing.TB, cfg RunConfig, res *Result, rng *rand.Rand, rc runCluster) {
+	t.Helper()
+	problem := res.problem
+	tg := rc.tg
 	clk := NewClock()
 	watchers := StartWatchers(tg, clk, Root)
 	defer watchers.Stop()
 
-	// Clients, bad input and nemesis.
+	// Clients, bad input, leases and nemesis.
 	cctx, stopClients := context.WithCancel(context.Background())
 	defer stopClients()
 	opsCh := make(chan []Op, 1)
-	go func() { opsCh <- RunClients(cctx, tg, clk, cfg.Workload, clientSeed) }()
-	bad := StartBadInput(cctx, c, badSeed)
+	go func() { opsCh <- RunClients(cctx, tg, clk, cfg.Workload, rc.clientSeed) }()
+	bad := startBadInput(cctx, rc.bad, rc.badSeed)
 	defer bad.Wait()
-	leases := StartLeases(cctx, c, clk, leaseSeed)
-	defer leases.StopRenewing()
+	var leases *LeaseWorkload
+	if rc.startLeases != nil {
+		leases = rc.startLeases(cctx, clk)
+		defer leases.StopRenewing()
+	}
 	nctx, stopNemesis := context.WithTimeout(context.Background(), cfg.Duration)
-	nem := &Nemesis{C: c, Schedule: schedule, Recover: 30 * time.Second}
-	res.Faults = nem.Run(nctx, clk)
+	res.Faults = rc.nemesis(nctx, clk)
 	stopNemesis()
 	for _, e := range res.Faults.Errors {
 		problem("nemesis: %s", e)
@@ -221,17 +316,17 @@ func Run(t testing.TB, cfg RunConfig) *Result {
 		t.Log("nemesis", l)
 	}
 
-	// Heal, let the expiring leases expire, and read the committed history
-	// on every node.
-	c.Heal()
-	if err := WaitExpired(c, 60*time.Second); err != nil {
-		problem("leases: %v", err)
+	// Read the committed history on every node.
+	if rc.heal != nil {
+		rc.heal(problem)
 	}
 	hist, err := settleTarget(tg)
-	leases.StopRenewing()
+	if leases != nil {
+		leases.StopRenewing()
+	}
 	if err != nil {
-		problem("after healing: %v", err)
-		return res
+		problem("after %s: %v", rc.afterFaults, err)
+		return
 	}
 	if err := watchers.WaitFor(hist.Rev, 30*time.Second); err != nil {
 		problem("%v", err)
@@ -242,37 +337,27 @@ func Run(t testing.TB, cfg RunConfig) *Result {
 	}
 	res.LostBefore = len(LostWrites(ops, hist))
 	for _, l := range watchers.Logs {
-		n, bad := CheckWatch(fmt.Sprintf("watcher on %s", c.ID(l.Node)), l.Responses, hist, 1, hist.Rev)
+		n, bad := CheckWatch(fmt.Sprintf("watcher on %s", tg.ID(l.Node)), l.Responses, hist, 1, hist.Rev)
 		res.WatchEvents += n
 		res.WatchViolations = append(res.WatchViolations, bad...)
 	}
 
-	// Kill every node, restart them all from disk, and read again.
-	for i := range c.N() {
-		if err := c.Kill(i); err != nil {
-			problem("full kill: %v", err)
-		}
-	}
-	for i := range c.N() {
-		if err := c.Restart(i); err != nil {
-			problem("full restart: %v", err)
-			return res
-		}
+	// Restart every node from disk, and read again.
+	if !rc.restartAll(problem) {
+		return
 	}
 	final, err := settleTarget(tg)
 	if err != nil {
-		problem("after the full restart: %v", err)
-		return res
+		problem("after %s: %v", rc.restart, err)
+		return
 	}
 	scans := map[string][]KV{}
-	for i := range c.N() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		kvs, err := scanAll(ctx, c.Node(i))
-		cancel()
+	for i := range tg.N() {
+		kvs, err := rc.scan(i)
 		if err != nil {
-			problem("scan of %s: %v", c.ID(i), err)
+			problem("scan of %s: %v", tg.ID(i), err)
 		}
-		scans[c.ID(i)] = kvs
+		scans[tg.ID(i)] = kvs
 	}
 	res.BadViolations = append(res.BadViolations, res.Bad.CheckAbsent([]*History{hist, final}, watchers.Logs, ops, scans)...)
 	for _, v := range res.BadViolations {
@@ -281,7 +366,7 @@ func Run(t testing.TB, cfg RunConfig) *Result {
 	res.Revisions = final.Rev
 	res.MultiKeyRevs = multiKeyRevs(final)
 	if d := hist.Diff(final); d != "" || final.Rev < hist.Rev {
-		problem("history changed across the full restart (%d -> %d revisions): %s", hist.Rev, final.Rev, d)
+		problem("history changed across %s (%d -> %d revisions): %s", rc.restart, hist.Rev, final.Rev, d)
 	}
 	res.LostAfter = len(LostWrites(ops, final))
 	for _, op := range append(LostWrites(ops, hist), LostWrites(ops, final)...) {
@@ -295,16 +380,17 @@ func Run(t testing.TB, cfg RunConfig) *Result {
 	}
 
 	bounds := NewBounds(ops, FirstSeen(watchers.Logs), final.Rev)
-	lt, bad3, notes := CheckLeases(leases.Records(), hist, bounds.After)
-	res.Leases = lt
-	for _, v := range bad3 {
-		problem("lease: %s", v)
-	}
-	for _, n := range notes {
-		t.Log(n)
+	if leases != nil {
+		lt, bad3, notes := CheckLeases(leases.Records(), hist, bounds.After)
+		res.Leases = lt
+		for _, v := range bad3 {
+			problem("lease: %s", v)
+		}
+		for _, n := range notes {
+			t.Log(n)
+		}
 	}
 	checkLinearizability(t, res, cfg, ops, final, bounds, problem)
-	return res
 }
 
 // checkLinearizability runs both checkers on ops against the final
