@@ -180,6 +180,12 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"get empty key", func() error { _, err := s.Get(ctx, ""); return err }, ErrEmptyKey},
 		{"delete empty key", func() error { _, err := s.Delete(ctx, ""); return err }, ErrEmptyKey},
 		{"put too large", func() error { _, err := s.Put(ctx, "k", big); return err }, ErrRequestTooLarge},
+		{"put too large, context ended", func() error {
+			done, cancel := context.WithCancel(ctx)
+			cancel()
+			_, err := s.Put(done, "k", big)
+			return err
+		}, ErrRequestTooLarge},
 		{"txn too many ops", func() error { _, err := s.Txn(ctx).Then(manyOps...).Commit(); return err }, ErrTooManyOps},
 		{"txn too deep", func() error { _, err := s.Txn(ctx).Then(deep).Commit(); return err }, ErrTooManyOps},
 		{"txn duplicate put", func() error {
