@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -91,17 +92,22 @@ func BenchmarkClusterPut(b *testing.B) {
 		{"clients=1/via-follower", 1, (*testCluster).follower},
 		{"clients=256", 256, (*testCluster).waitLeader},
 		{"clients=256/all-on-leader", 256, nil},
+		{"clients=256/all-on-a-follower", 256, (*testCluster).follower},
 	}
 	for _, tc := range cases {
 		b.Run(tc.name, func(b *testing.B) {
 			c := benchCluster(b)
 			ctx := context.Background()
 			first := 0
-			if tc.node != nil {
+			switch {
+			case strings.HasPrefix(tc.name, "clients=256/all-on"):
+				one := c.waitLeader()
+				if tc.node != nil {
+					one = tc.node(c)
+				}
+				c = &testCluster{t: c.t, cfgs: c.cfgs, nodes: []*Store{c.nodes[one]}}
+			default:
 				first = tc.node(c)
-			} else {
-				leader := c.nodes[c.waitLeader()]
-				c = &testCluster{t: c.t, cfgs: c.cfgs, nodes: []*Store{leader}}
 			}
 			runClientsFrom(b, c, first, tc.clients, func(s *Store, i int) error {
 				_, err := s.Put(ctx, fmt.Sprintf("key-%06d", i%100000), benchValue)
