@@ -265,3 +265,42 @@ func BenchmarkLeaderClose(b *testing.B) {
 	}
 	b.ReportMetric(float64(worst.Microseconds())/1000, "pause-ms")
 }
+
+// BenchmarkCommand measures encoding and decoding a Put command (the
+// msgpack pre-check included) and splitting a batch entry of 64 of them.
+func BenchmarkCommand(b *testing.B) {
+	req := &request{Kind: reqPut, Origin: 1, Seq: 1, Put: &putReq{Key: []byte("key-000123"), Value: []byte(benchValue)}}
+	b.Run("encode", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if _, err := encodeCommand(cmdRequest, req); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	cmd, err := encodeCommand(cmdRequest, req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("decode", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if _, err := decodeCommand(cmd); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	cmds := make([][]byte, 64)
+	for i := range cmds {
+		cmds[i] = cmd
+	}
+	entry := encodeBatch(cmds)
+	b.Run("split-batch-64", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if _, err := splitBatch(entry); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
