@@ -114,14 +114,17 @@ func (ri *readIndexer) round() readIndexResult {
 // write acknowledged (by any node) before the call.
 //
 // With a ctx that has no deadline the whole wait is bounded by
-// Config.LeaderWaitTimeout (ErrNoLeader): a follower cut off from
-// replication must not block a read forever.
+// Config.LeaderWaitTimeout: a follower cut off from replication must not
+// block a read forever. It fails with ErrNoLeader when no leader answered,
+// and with context.DeadlineExceeded (saying which index it waited for)
+// when the leader answered but this node was still catching up.
 func (s *Store) linearizable(ctx context.Context) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, s.cfg.LeaderWaitTimeout)
 		defer cancel()
 	}
+	var catchingUp bool
 	err := s.retryUntilLeader(ctx, func() error {
 		var idx uint64
 		var err error
@@ -136,9 +139,17 @@ func (s *Store) linearizable(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		return s.fsm.waitApplied(ctx, idx, s.stopCh)
+		if err := s.fsm.waitApplied(ctx, idx, s.stopCh); err != nil {
+			if ctx.Err() != nil {
+				catchingUp = true
+				return fmt.Errorf("store: the leader answered, but this node had not applied index %d (it had %d) when the context ended: %w",
+					idx, s.fsm.current().index, err)
+			}
+			return err
+		}
+		return nil
 	})
-	if errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, ErrNoLeader) {
+	if errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, ErrNoLeader) && !catchingUp {
 		err = fmt.Errorf("%w: %w", ErrNoLeader, err)
 	}
 	return err
