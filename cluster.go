@@ -72,15 +72,22 @@ func (s *Store) AddMember(ctx context.Context, id, addr string) error {
 // The last voter cannot be removed (ErrInvalidArgument); an unknown id
 // fails with ErrMemberNotFound.
 func (s *Store) RemoveMember(ctx context.Context, id string) error {
-	if id == "" || len(id) > maxNodeIDLen {
-		return fmt.Errorf("%w: member ID must be 1..%d bytes", ErrInvalidArgument, maxNodeIDLen)
+	if err := validateMemberID(id); err != nil {
+		return err
 	}
 	return s.changeMembers(ctx, memberReq{Op: memberRemove, ID: id})
 }
 
-func validateMember(id, addr string) error {
+func validateMemberID(id string) error {
 	if id == "" || len(id) > maxNodeIDLen {
 		return fmt.Errorf("%w: member ID must be 1..%d bytes", ErrInvalidArgument, maxNodeIDLen)
+	}
+	return nil
+}
+
+func validateMember(id, addr string) error {
+	if err := validateMemberID(id); err != nil {
+		return err
 	}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -106,6 +113,14 @@ type memberReq struct {
 	Addr      string `msgpack:"a,omitempty"`
 	Cluster   []byte `msgpack:"c,omitempty"` // methodJoin: the cluster the joiner asks to join
 	Forwarded bool   `msgpack:"f,omitempty"` // methodJoin: relayed by a member
+}
+
+// validate checks a request's ID, and its address unless it removes.
+func (r *memberReq) validate() error {
+	if r.Op == memberRemove {
+		return validateMemberID(r.ID)
+	}
+	return validateMember(r.ID, r.Addr)
 }
 
 // changeMembers runs req on the leader: here, or forwarded to it.
@@ -249,11 +264,7 @@ func (s *Store) serveMember(ctx context.Context, method uint8, body []byte, from
 		method == methodJoin && req.Op != memberJoin:
 		return fmt.Errorf("%w: membership operation %d on method %d", ErrInvalidArgument, req.Op, method)
 	}
-	if req.Op == memberRemove {
-		if req.ID == "" || len(req.ID) > maxNodeIDLen {
-			return fmt.Errorf("%w: member ID", ErrInvalidArgument)
-		}
-	} else if err := validateMember(req.ID, req.Addr); err != nil {
+	if err := req.validate(); err != nil {
 		return err
 	}
 	if method == methodJoin {

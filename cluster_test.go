@@ -52,9 +52,18 @@ func (c *testCluster) any() *Store {
 // memberList renders Members as "id:voter/nonvoter" sorted, for comparisons.
 func memberList(t testing.TB, s *Store) string {
 	t.Helper()
-	ms, err := s.Members(ctxT(t))
+	got, err := renderMembers(t, s)
 	if err != nil {
 		t.Fatalf("Members on %s: %v", s.cfg.NodeID, err)
+	}
+	return got
+}
+
+// renderMembers is memberList's rendering, returning Members' error.
+func renderMembers(t testing.TB, s *Store) (string, error) {
+	ms, err := s.Members(ctxT(t))
+	if err != nil {
+		return "", err
 	}
 	var out []string
 	for _, m := range ms {
@@ -65,7 +74,7 @@ func memberList(t testing.TB, s *Store) string {
 		out = append(out, m.ID+":"+kind)
 	}
 	sort.Strings(out)
-	return strings.Join(out, " ")
+	return strings.Join(out, " "), nil
 }
 
 // waitMembers polls until s lists exactly want (see memberList).
@@ -73,21 +82,11 @@ func waitMembers(t testing.TB, s *Store, want string) {
 	t.Helper()
 	var got string
 	if !poll(t, 20*time.Second, func() bool {
-		ms, err := s.Members(ctxT(t))
-		if err != nil {
+		var err error
+		if got, err = renderMembers(t, s); err != nil {
 			got = err.Error()
 			return false
 		}
-		var parts []string
-		for _, m := range ms {
-			kind := "nonvoter"
-			if m.Voter {
-				kind = "voter"
-			}
-			parts = append(parts, m.ID+":"+kind)
-		}
-		sort.Strings(parts)
-		got = strings.Join(parts, " ")
 		return got == sortedWords(want)
 	}) {
 		t.Fatalf("members on %s: got %q, want %q", s.cfg.NodeID, got, want)
@@ -330,7 +329,7 @@ func TestMembershipChangesAndBadInput(t *testing.T) {
 		i := c.join(func(cfg *Config) { cfg.BindAddr = addrs[1] })
 		waitMembers(t, s, before+" n4:voter")
 		// Joining again with the same ID and address is a no-op.
-		if err := c.nodes[i].changeMembers(ctxT(t), memberReq{Op: memberJoin, ID: "n4", Addr: addrs[1], Cluster: c.cfgs[0].clusterBytes(c.nodes[0])}); err != nil {
+		if err := c.nodes[i].changeMembers(ctxT(t), memberReq{Op: memberJoin, ID: "n4", Addr: addrs[1], Cluster: clusterBytes(c.nodes[0])}); err != nil {
 			t.Fatalf("joining again: %v", err)
 		}
 		if got, want := memberList(t, s), before+" n4:voter"; got != want {
@@ -347,7 +346,7 @@ func TestMembershipChangesAndBadInput(t *testing.T) {
 }
 
 // clusterBytes returns s's cluster ID as carried in a join request.
-func (Config) clusterBytes(s *Store) []byte {
+func clusterBytes(s *Store) []byte {
 	id := s.cluster()
 	return id[:]
 }

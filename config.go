@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/embedkv/store/lease"
+	"github.com/embedkv/store/transport"
 	"log/slog"
 	"net"
 	"time"
@@ -290,7 +291,7 @@ func (c Config) withDefaults() (Config, error) {
 }
 
 // maxNodeIDLen bounds node IDs: they travel in every connection's preamble.
-const maxNodeIDLen = 255
+const maxNodeIDLen = transport.MaxNodeIDLen
 
 // loopbackHost reports whether host (from a host:port) names only the
 // loopback interface.

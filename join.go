@@ -31,7 +31,7 @@ func (s *Store) discoverCluster() (clusterID, error) {
 	defer anon.Close()
 	var id clusterID
 	err := s.eachJoinAddr(func(ctx context.Context, addr string) (err error) {
-		id, err = askCluster(ctx, anon, addr)
+		id, _, err = askHello(ctx, anon, addr)
 		return err
 	})
 	return id, err
@@ -45,7 +45,7 @@ func (s *Store) checkJoinCluster() error {
 	defer anon.Close()
 	for _, addr := range s.cfg.Join {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		id, err := askCluster(ctx, anon, addr)
+		id, _, err := askHello(ctx, anon, addr)
 		cancel()
 		if err == nil && id != s.cluster() {
 			return fmt.Errorf("%w: %s is in cluster %s, this node's data in %s", ErrWrongCluster, addr, id, s.cluster())
@@ -60,12 +60,6 @@ func (s *Store) anonClient() *transport.Client {
 	return transport.NewClient(s.clientConfig(func() transport.Hello {
 		return transport.Hello{NodeID: s.cfg.NodeID}
 	}))
-}
-
-// askCluster asks the node at addr for its cluster ID.
-func askCluster(ctx context.Context, c *transport.Client, addr string) (clusterID, error) {
-	id, _, err := askHello(ctx, c, addr)
-	return id, err
 }
 
 // askHello asks the node at addr for its cluster ID and node ID

@@ -159,12 +159,7 @@ func (s *Store) leaderAddr() (string, error) {
 	if addr == "" || id == "" {
 		return "", &retryError{ErrNoLeader}
 	}
-	if s.cfg.DialAddress != nil {
-		if a, ok := s.cfg.DialAddress(string(id)); ok {
-			return a, nil
-		}
-	}
-	return string(addr), nil
+	return s.peerDialAddr(string(id), string(addr)), nil
 }
 
 // applyLocal proposes cmd on this node, which believes it leads, and waits
