@@ -34,14 +34,7 @@ func TestBadFramesCloseConnection(t *testing.T) {
 			m.ServeRPC(echo)
 			c := newClient(t, ClientConfig{})
 
-			conn, err := net.Dial("tcp", m.Addr())
-			if err != nil {
-				t.Fatalf("Dial: %v", err)
-			}
-			defer conn.Close()
-			if _, err := conn.Write(tt.send); err != nil {
-				t.Fatalf("Write: %v", err)
-			}
+			conn := dialRaw(t, m.Addr(), tt.send)
 			expectClosed(t, conn, testTimeout)
 			eventually(t, "the error log", func() bool { return logs.contains(tt.wantLog) })
 
@@ -92,16 +85,7 @@ func TestFirstByte(t *testing.T) {
 			m := newMux(t, Config{FirstByteTimeout: firstByte})
 			m.ServeRPC(echo)
 			start := time.Now() // before the server can start its timer
-			conn, err := net.Dial("tcp", m.Addr())
-			if err != nil {
-				t.Fatalf("Dial: %v", err)
-			}
-			defer conn.Close()
-			if len(tt.send) > 0 {
-				if _, err := conn.Write(tt.send); err != nil {
-					t.Fatalf("Write: %v", err)
-				}
-			}
+			conn := dialRaw(t, m.Addr(), tt.send)
 			expectClosed(t, conn, testTimeout)
 			if elapsed := time.Since(start); len(tt.send) == 0 && elapsed < firstByte {
 				t.Errorf("closed after %v, want at least FirstByteTimeout %v", elapsed, firstByte)

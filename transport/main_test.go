@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"strings"
@@ -85,6 +86,53 @@ func expectClosed(t testing.TB, conn net.Conn, limit time.Duration) {
 	case errors.As(err, &ne) && ne.Timeout():
 		t.Fatalf("connection still open after %v, want it closed", limit)
 	}
+}
+
+// dialRaw opens a plain TCP connection to addr and writes send to it, if
+// send is not empty. The connection is closed when the test ends.
+func dialRaw(t testing.TB, addr string, send []byte) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	if len(send) > 0 {
+		if _, err := conn.Write(send); err != nil {
+			t.Fatalf("Write: %v", err)
+		}
+	}
+	return conn
+}
+
+// dialRaft opens a raft stream from one Mux to addr and writes msg to it.
+// The stream is closed when the test ends.
+func dialRaft(t testing.TB, from *Mux, addr, msg string) net.Conn {
+	t.Helper()
+	conn, err := from.RaftLayer().Dial(rafAddr(addr), time.Second)
+	if err != nil {
+		t.Fatalf("raft Dial: %v", err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	if _, err := conn.Write([]byte(msg)); err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	return conn
+}
+
+// acceptRaft accepts the next raft stream on m and reads n bytes from it,
+// returning them with the read's error. The stream is closed when the test
+// ends.
+func acceptRaft(t testing.TB, m *Mux, n int) ([]byte, error) {
+	t.Helper()
+	in, err := m.RaftLayer().Accept()
+	if err != nil {
+		t.Fatalf("Accept: %v", err)
+	}
+	t.Cleanup(func() { in.Close() })
+	got := make([]byte, n)
+	_, err = io.ReadFull(in, got)
+	return got, err
 }
 
 // logBuffer collects log output for assertions.

@@ -243,14 +243,7 @@ func TestAdmitRaft(t *testing.T) {
 			b := newMux(t, acceptCfg)
 
 			// Rejected: the dial itself succeeds, then b closes the stream.
-			bad, err := a.RaftLayer().Dial(rafAddr(b.Addr()), time.Second)
-			if err != nil {
-				t.Fatalf("Dial: %v", err)
-			}
-			defer bad.Close()
-			if _, err := bad.Write([]byte("rejected")); err != nil {
-				t.Fatalf("Write: %v", err)
-			}
+			bad := dialRaft(t, a, b.Addr(), "rejected")
 			expectClosed(t, bad, testTimeout)
 			eventually(t, "the rejection log", func() bool {
 				return logs.contains("connection not admitted") && logs.contains("proto=raft") &&
@@ -259,21 +252,9 @@ func TestAdmitRaft(t *testing.T) {
 
 			// Admitted: Accept returns this one, never the rejected one.
 			hv.set(Hello{ClusterID: id, NodeID: "node-a"})
-			good, err := a.RaftLayer().Dial(rafAddr(b.Addr()), time.Second)
+			dialRaft(t, a, b.Addr(), "admitted")
+			got, err := acceptRaft(t, b, len("admitted"))
 			if err != nil {
-				t.Fatalf("Dial: %v", err)
-			}
-			defer good.Close()
-			if _, err := good.Write([]byte("admitted")); err != nil {
-				t.Fatalf("Write: %v", err)
-			}
-			in, err := b.RaftLayer().Accept()
-			if err != nil {
-				t.Fatalf("Accept: %v", err)
-			}
-			defer in.Close()
-			got := make([]byte, len("admitted"))
-			if _, err := io.ReadFull(in, got); err != nil {
 				t.Fatalf("ReadFull: %v", err)
 			}
 			if string(got) != "admitted" {
@@ -363,14 +344,7 @@ func TestMalformedPreamble(t *testing.T) {
 			})
 
 			start := time.Now() // before the server can start its timer
-			conn, err := net.Dial("tcp", m.Addr())
-			if err != nil {
-				t.Fatalf("Dial: %v", err)
-			}
-			defer conn.Close()
-			if _, err := conn.Write(tt.send); err != nil {
-				t.Fatalf("Write: %v", err)
-			}
+			conn := dialRaw(t, m.Addr(), tt.send)
 			if tt.closeWrite {
 				if err := conn.(*net.TCPConn).CloseWrite(); err != nil {
 					t.Fatalf("CloseWrite: %v", err)
@@ -392,21 +366,8 @@ func TestMalformedPreamble(t *testing.T) {
 
 			// Nothing reached raft: the next raft stream is the first that
 			// Accept returns. Nothing reached the handler either.
-			raftConn, err := m.RaftLayer().Dial(rafAddr(m.Addr()), time.Second)
-			if err != nil {
-				t.Fatalf("raft Dial: %v", err)
-			}
-			defer raftConn.Close()
-			if _, err := raftConn.Write([]byte("valid")); err != nil {
-				t.Fatalf("Write: %v", err)
-			}
-			in, err := m.RaftLayer().Accept()
-			if err != nil {
-				t.Fatalf("Accept: %v", err)
-			}
-			defer in.Close()
-			got := make([]byte, len("valid"))
-			if _, err := io.ReadFull(in, got); err != nil || string(got) != "valid" {
+			dialRaft(t, m, m.Addr(), "valid")
+			if got, err := acceptRaft(t, m, len("valid")); err != nil || string(got) != "valid" {
 				t.Errorf("first accepted raft stream: got %q, %v, want %q, nil", got, err, "valid")
 			}
 			if got := handled.Load(); got != 0 {

@@ -9,7 +9,6 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"fmt"
-	"io"
 	"math/big"
 	"net"
 	"sync"
@@ -40,21 +39,9 @@ func TestStreamLayerDialAccept(t *testing.T) {
 			a := newMux(t, cfg)
 			b := newMux(t, cfg)
 
-			conn, err := a.RaftLayer().Dial(rafAddr(b.Addr()), time.Second)
+			dialRaft(t, a, b.Addr(), "ping")
+			got, err := acceptRaft(t, b, len("ping"))
 			if err != nil {
-				t.Fatalf("Dial: %v", err)
-			}
-			defer conn.Close()
-			if _, err := conn.Write([]byte("ping")); err != nil {
-				t.Fatalf("Write: %v", err)
-			}
-			in, err := b.RaftLayer().Accept()
-			if err != nil {
-				t.Fatalf("Accept: %v", err)
-			}
-			defer in.Close()
-			got := make([]byte, 4)
-			if _, err := io.ReadFull(in, got); err != nil {
 				t.Fatalf("ReadFull: %v", err)
 			}
 			if string(got) != "ping" {
@@ -131,14 +118,7 @@ func TestStreamLayerCloseKeepsMux(t *testing.T) {
 		t.Errorf("Accept after Close: got nil error, want one")
 	}
 	// A raft connection arriving now is closed rather than left hanging.
-	conn, err := net.Dial("tcp", m.Addr())
-	if err != nil {
-		t.Fatalf("Dial: %v", err)
-	}
-	defer conn.Close()
-	if _, err := conn.Write(connHeader(t, ProtoRaft, Hello{})); err != nil {
-		t.Fatalf("Write: %v", err)
-	}
+	conn := dialRaw(t, m.Addr(), connHeader(t, ProtoRaft, Hello{}))
 	expectClosed(t, conn, testTimeout)
 
 	resp, err := newClient(t, ClientConfig{}).Call(callCtx(t), m.Addr(), 1, []byte("x"))
@@ -152,11 +132,7 @@ func TestTLSHandshakeTimeout(t *testing.T) {
 	const timeout = 100 * time.Millisecond
 	m := newMux(t, Config{ServerTLS: serverTLS, HandshakeTimeout: timeout})
 	start := time.Now() // before the server can start its timer
-	conn, err := net.Dial("tcp", m.Addr())
-	if err != nil {
-		t.Fatalf("Dial: %v", err)
-	}
-	defer conn.Close()
+	conn := dialRaw(t, m.Addr(), nil)
 	expectClosed(t, conn, testTimeout)
 	if elapsed := time.Since(start); elapsed < timeout {
 		t.Errorf("closed after %v, want at least HandshakeTimeout %v", elapsed, timeout)

@@ -74,18 +74,7 @@ func TestCheckWatch(t *testing.T) {
 			if n == 0 {
 				t.Fatal("no events checked")
 			}
-			if tt.want == "" {
-				if len(bad) > 0 {
-					t.Fatalf("violations %q on a correct stream", bad)
-				}
-				return
-			}
-			for _, b := range bad {
-				if strings.Contains(b, tt.want) {
-					return
-				}
-			}
-			t.Fatalf("violations %q, want one containing %q", bad, tt.want)
+			expectViolation(t, bad, tt.want)
 		})
 	}
 }
@@ -283,4 +272,22 @@ func TestBadReportCheckAbsent(t *testing.T) {
 			t.Fatalf("violations %q, want one containing %q", bad, tt.want)
 		})
 	}
+}
+
+// expectViolation checks a checker's findings: none when want is "", else
+// at least one containing want.
+func expectViolation(t *testing.T, bad []string, want string) {
+	t.Helper()
+	if want == "" {
+		if len(bad) > 0 {
+			t.Fatalf("violations %q, want none", bad)
+		}
+		return
+	}
+	for _, b := range bad {
+		if strings.Contains(b, want) {
+			return
+		}
+	}
+	t.Fatalf("violations %q, want one containing %q", bad, want)
 }
