@@ -130,23 +130,13 @@ func TestHandshake(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r := handshake(t, tt.server, tt.client)
 			if tt.wantOK {
-				if !r.ok() {
-					t.Fatalf("got server error %v, client error %v; want success", r.serverErr, r.clientErr)
-				}
-				if got := peerID(r.serverState); got != tt.wantServerSees {
-					t.Errorf("server sees %q, want %q", got, tt.wantServerSees)
-				}
-				if got := peerID(r.clientState); got != tt.wantClientSees {
-					t.Errorf("client sees %q, want %q", got, tt.wantClientSees)
-				}
+				checkPeers(t, r, tt.wantServerSees, tt.wantClientSees)
 				if want := tt.client.MaxVersion; want != 0 && r.clientState.Version != want {
 					t.Errorf("negotiated version %#x, want %#x", r.clientState.Version, want)
 				}
 				return
 			}
-			if r.serverErr == nil || r.clientErr == nil {
-				t.Fatalf("got server error %v, client error %v; want both to fail", r.serverErr, r.clientErr)
-			}
+			requireRefused(t, r)
 			refusal := r.serverErr
 			if tt.refuser == "client" {
 				refusal = r.clientErr
@@ -174,15 +164,7 @@ func TestHandshakeBothWays(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := handshake(t, tt.server.ServerConfig(), tt.client.ClientConfig(tt.server.NodeID()))
-			if !r.ok() {
-				t.Fatalf("got server error %v, client error %v; want success", r.serverErr, r.clientErr)
-			}
-			if got := peerID(r.serverState); got != tt.wantServer {
-				t.Errorf("server sees %q, want %q", got, tt.wantServer)
-			}
-			if got := peerID(r.clientState); got != tt.wantClient {
-				t.Errorf("client sees %q, want %q", got, tt.wantClient)
-			}
+			checkPeers(t, r, tt.wantServer, tt.wantClient)
 			if got := r.clientState.Version; got < tls.VersionTLS12 {
 				t.Errorf("negotiated version %#x, want at least TLS 1.2", got)
 			}

@@ -36,11 +36,27 @@ func newCA(t *testing.T, name string) *testpki.CA {
 // writeNode writes files for nodeID, issued by ca, in a new directory.
 func writeNode(t *testing.T, ca *testpki.CA, nodeID string, opts testpki.IssueOptions) peertls.Files {
 	t.Helper()
-	f, err := ca.WriteFiles(t.TempDir(), nodeID, opts)
+	return writeNodeIn(t, ca, t.TempDir(), nodeID, opts)
+}
+
+// writeNodeIn writes files for nodeID, issued by ca, in dir, replacing
+// any written there before.
+func writeNodeIn(t *testing.T, ca *testpki.CA, dir, nodeID string, opts testpki.IssueOptions) peertls.Files {
+	t.Helper()
+	f, err := ca.WriteFiles(dir, nodeID, opts)
 	if err != nil {
 		t.Fatalf("WriteFiles(%q): %v", nodeID, err)
 	}
 	return f
+}
+
+// replaceCert replaces the certificate and key files of f with a new pair
+// for nodeID from ca, leaving the CA file alone.
+func replaceCert(t *testing.T, f peertls.Files, ca *testpki.CA, nodeID string, opts testpki.IssueOptions) {
+	t.Helper()
+	certPEM, keyPEM := issue(t, ca, nodeID, opts)
+	writeFile(t, f.CertFile, certPEM)
+	writeFile(t, f.KeyFile, keyPEM)
 }
 
 // writeBundle makes f.CAFile hold the certificates of every CA in cas.
@@ -90,6 +106,16 @@ func newLoader(t *testing.T, f peertls.Files, opts peertls.Options) *peertls.Loa
 		t.Fatalf("New(%s): %v", filepath.Base(f.CertFile), err)
 	}
 	return l
+}
+
+// servedNode returns a Loader for f (files of node "a") with opts, its
+// server configuration, and the client configuration of a peer from ca
+// that dials "a".
+func servedNode(t *testing.T, ca *testpki.CA, f peertls.Files, opts peertls.Options) (node *peertls.Loader, serverCfg, clientCfg *tls.Config) {
+	t.Helper()
+	node = newLoader(t, f, opts)
+	peer := newLoader(t, writeNode(t, ca, "peer", testpki.IssueOptions{}), peertls.Options{})
+	return node, node.ServerConfig(), peer.ClientConfig("a")
 }
 
 // rawClient returns a client configuration presenting certPEM and keyPEM
@@ -143,6 +169,47 @@ func handshake(t *testing.T, serverCfg, clientCfg *tls.Config) result {
 		t.Fatal(err)
 	}
 	return r
+}
+
+// handshakeSerial runs a handshake as handshake does, fails the test now
+// unless it succeeds (prefix starts the message), and returns the serial
+// number of the certificate the server presented.
+func handshakeSerial(t *testing.T, serverCfg, clientCfg *tls.Config, prefix string) string {
+	t.Helper()
+	r := handshake(t, serverCfg, clientCfg)
+	requireOK(t, r, prefix)
+	return serial(r.clientState)
+}
+
+// requireOK fails the test now unless both ends of r succeeded; prefix
+// starts the message.
+func requireOK(t *testing.T, r result, prefix string) {
+	t.Helper()
+	if !r.ok() {
+		t.Fatalf("%sgot server error %v, client error %v; want success", prefix, r.serverErr, r.clientErr)
+	}
+}
+
+// requireRefused fails the test now unless both ends of r failed.
+func requireRefused(t *testing.T, r result) {
+	t.Helper()
+	if r.serverErr == nil || r.clientErr == nil {
+		t.Fatalf("got server error %v, client error %v; want both to fail", r.serverErr, r.clientErr)
+	}
+}
+
+// checkPeers fails the test now unless both ends of r succeeded, and
+// fails it unless the server saw the identity wantServerSees and the
+// client wantClientSees.
+func checkPeers(t *testing.T, r result, wantServerSees, wantClientSees string) {
+	t.Helper()
+	requireOK(t, r, "")
+	if got := peerID(r.serverState); got != wantServerSees {
+		t.Errorf("server sees %q, want %q", got, wantServerSees)
+	}
+	if got := peerID(r.clientState); got != wantClientSees {
+		t.Errorf("client sees %q, want %q", got, wantClientSees)
+	}
 }
 
 // tryHandshake connects a client using clientCfg to a server using
@@ -233,6 +300,22 @@ func checkErr(t *testing.T, what string, err, want error, msg string) {
 		t.Errorf("%s: got error %q, want one wrapping %q", what, err, want)
 	case !strings.Contains(err.Error(), msg):
 		t.Errorf("%s: got error %q, want one containing %q", what, err, msg)
+	}
+}
+
+// checkIdentity fails the test now unless got and err, as returned by the
+// identity lookup described by what, are an error wrapping ErrIdentity
+// (if wantErr) or want and no error (if not).
+func checkIdentity(t *testing.T, what, got string, err error, want string, wantErr bool) {
+	t.Helper()
+	if wantErr {
+		if !errors.Is(err, peertls.ErrIdentity) {
+			t.Fatalf("%s = %q, %v; want an error wrapping ErrIdentity", what, got, err)
+		}
+		return
+	}
+	if err != nil || got != want {
+		t.Fatalf("%s = %q, %v; want %q, nil", what, got, err, want)
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"errors"
 	"net/url"
 	"testing"
 
@@ -70,21 +69,12 @@ func TestIdentity(t *testing.T) {
 				cert.URIs = append(cert.URIs, mustURL(t, s))
 			}
 			got, err := peertls.Identity(cert)
-			if tt.wantErr {
-				if !errors.Is(err, peertls.ErrIdentity) {
-					t.Fatalf("Identity = %q, %v; want an error wrapping ErrIdentity", got, err)
-				}
-				return
-			}
-			if err != nil || got != tt.want {
-				t.Fatalf("Identity = %q, %v; want %q, nil", got, err, tt.want)
-			}
+			checkIdentity(t, "Identity", got, err, tt.want, tt.wantErr)
 		})
 	}
 	t.Run("nil certificate", func(t *testing.T) {
-		if got, err := peertls.Identity(nil); !errors.Is(err, peertls.ErrIdentity) {
-			t.Fatalf("Identity(nil) = %q, %v; want an error wrapping ErrIdentity", got, err)
-		}
+		got, err := peertls.Identity(nil)
+		checkIdentity(t, "Identity(nil)", got, err, "", true)
 	})
 }
 
@@ -163,15 +153,7 @@ func TestPeerIdentity(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := peertls.PeerIdentity(tt.state)
-			if tt.wantErr {
-				if !errors.Is(err, peertls.ErrIdentity) {
-					t.Fatalf("PeerIdentity = %q, %v; want an error wrapping ErrIdentity", got, err)
-				}
-				return
-			}
-			if err != nil || got != tt.want {
-				t.Fatalf("PeerIdentity = %q, %v; want %q, nil", got, err, tt.want)
-			}
+			checkIdentity(t, "PeerIdentity", got, err, tt.want, tt.wantErr)
 		})
 	}
 }

@@ -3,6 +3,7 @@ package peertls_test
 import (
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -46,9 +47,7 @@ func TestNew(t *testing.T) {
 		{
 			name: "common name equal to the node ID",
 			files: func(t *testing.T, f peertls.Files) peertls.Files {
-				certPEM, keyPEM := issue(t, caA, "a", testpki.IssueOptions{NoURI: true})
-				writeFile(t, f.CertFile, certPEM)
-				writeFile(t, f.KeyFile, keyPEM)
+				replaceCert(t, f, caA, "a", testpki.IssueOptions{NoURI: true})
 				return f
 			},
 			wantIs: peertls.ErrIdentity, wantMsg: "a.crt",
@@ -133,9 +132,7 @@ func TestNew(t *testing.T) {
 		{
 			name: "certificate without identity",
 			files: func(t *testing.T, f peertls.Files) peertls.Files {
-				certPEM, keyPEM := issue(t, caA, "", testpki.IssueOptions{NoURI: true})
-				writeFile(t, f.CertFile, certPEM)
-				writeFile(t, f.KeyFile, keyPEM)
+				replaceCert(t, f, caA, "", testpki.IssueOptions{NoURI: true})
 				return f
 			},
 			wantIs: peertls.ErrIdentity, wantMsg: "a.crt",
@@ -231,10 +228,7 @@ func TestReloadRotatesCA(t *testing.T) {
 	caA := newCA(t, "ca-a")
 	caB := newCA(t, "ca-b")
 	dir := t.TempDir()
-	files, err := caA.WriteFiles(dir, "a", testpki.IssueOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	files := writeNodeIn(t, caA, dir, "a", testpki.IssueOptions{})
 	logs := &logBuffer{}
 	node := newLoader(t, files, peertls.Options{ReloadInterval: -1, Logger: logs.logger()})
 	peerA := newLoader(t, writeNode(t, caA, "peer-a", testpki.IssueOptions{}), peertls.Options{})
@@ -262,14 +256,10 @@ func TestReloadRotatesCA(t *testing.T) {
 			t.Run(c.name, func(t *testing.T) {
 				r := c.run(t)
 				if !c.wantOK {
-					if r.serverErr == nil || r.clientErr == nil {
-						t.Fatalf("got server error %v, client error %v; want both to fail", r.serverErr, r.clientErr)
-					}
+					requireRefused(t, r)
 					return
 				}
-				if !r.ok() {
-					t.Fatalf("got server error %v, client error %v; want success", r.serverErr, r.clientErr)
-				}
+				requireOK(t, r, "")
 				// The node's certificate is the server's in one case,
 				// the client's in the other.
 				leaf := r.clientState.PeerCertificates[0]
@@ -292,9 +282,7 @@ func TestReloadRotatesCA(t *testing.T) {
 		})
 	})
 
-	if _, err := caB.WriteFiles(dir, "a", testpki.IssueOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	writeNodeIn(t, caB, dir, "a", testpki.IssueOptions{})
 	touch(t, files, time.Now().Add(time.Hour))
 
 	t.Run("after", func(t *testing.T) {
@@ -351,64 +339,41 @@ func TestReloadFailureKeepsMaterial(t *testing.T) {
 			wantIs: peertls.ErrFiles,
 		},
 		{
-			name: "certificate from another CA",
-			breaks: func(t *testing.T, f peertls.Files) {
-				certPEM, keyPEM := issue(t, caB, "a", testpki.IssueOptions{})
-				writeFile(t, f.CertFile, certPEM)
-				writeFile(t, f.KeyFile, keyPEM)
-			},
+			name:   "certificate from another CA",
+			breaks: func(t *testing.T, f peertls.Files) { replaceCert(t, f, caB, "a", testpki.IssueOptions{}) },
 			wantIs: peertls.ErrUntrusted,
 		},
 		{
 			name: "expired certificate",
 			breaks: func(t *testing.T, f peertls.Files) {
-				certPEM, keyPEM := issue(t, caA, "a", testpki.IssueOptions{
+				replaceCert(t, f, caA, "a", testpki.IssueOptions{
 					NotBefore: now.Add(-48 * time.Hour), NotAfter: now.Add(-time.Hour),
 				})
-				writeFile(t, f.CertFile, certPEM)
-				writeFile(t, f.KeyFile, keyPEM)
 			},
 			wantIs: peertls.ErrUntrusted,
 		},
 		{
-			name: "certificate for another node",
-			breaks: func(t *testing.T, f peertls.Files) {
-				certPEM, keyPEM := issue(t, caA, "b", testpki.IssueOptions{})
-				writeFile(t, f.CertFile, certPEM)
-				writeFile(t, f.KeyFile, keyPEM)
-			},
+			name:   "certificate for another node",
+			breaks: func(t *testing.T, f peertls.Files) { replaceCert(t, f, caA, "b", testpki.IssueOptions{}) },
 			wantIs: peertls.ErrIdentity,
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
-			files, err := caA.WriteFiles(dir, "a", testpki.IssueOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			files := writeNodeIn(t, caA, dir, "a", testpki.IssueOptions{})
 			logs := &logBuffer{}
-			node := newLoader(t, files, peertls.Options{ReloadInterval: -1, Logger: logs.logger()})
-			peer := newLoader(t, writeNode(t, caA, "peer", testpki.IssueOptions{}), peertls.Options{})
-			serverCfg := node.ServerConfig()
-			clientCfg := peer.ClientConfig("a")
+			node, serverCfg, clientCfg := servedNode(t, caA, files, peertls.Options{ReloadInterval: -1, Logger: logs.logger()})
 
-			first := handshake(t, serverCfg, clientCfg)
-			if !first.ok() {
-				t.Fatalf("before: got server error %v, client error %v; want success", first.serverErr, first.clientErr)
-			}
-			oldSerial := serial(first.clientState)
+			oldSerial := handshakeSerial(t, serverCfg, clientCfg, "before: ")
 
 			tt.breaks(t, files)
 			if _, err := os.Stat(files.CAFile); err == nil {
 				touch(t, files, now.Add(time.Hour))
 			}
 			for i := range 3 {
-				r := handshake(t, serverCfg, clientCfg)
-				if !r.ok() {
-					t.Fatalf("broken files, handshake %d: got server error %v, client error %v; want success", i, r.serverErr, r.clientErr)
-				}
-				if got := serial(r.clientState); got != oldSerial {
+				got := handshakeSerial(t, serverCfg, clientCfg, fmt.Sprintf("broken files, handshake %d: ", i))
+				if got != oldSerial {
 					t.Errorf("broken files, handshake %d: server presented serial %s, want the old %s", i, got, oldSerial)
 				}
 			}
@@ -426,15 +391,9 @@ func TestReloadFailureKeepsMaterial(t *testing.T) {
 			}
 
 			// Repair: a new certificate for the same node from CA A.
-			if _, err := caA.WriteFiles(dir, "a", testpki.IssueOptions{}); err != nil {
-				t.Fatal(err)
-			}
+			writeNodeIn(t, caA, dir, "a", testpki.IssueOptions{})
 			touch(t, files, now.Add(2*time.Hour))
-			r := handshake(t, serverCfg, clientCfg)
-			if !r.ok() {
-				t.Fatalf("repaired: got server error %v, client error %v; want success", r.serverErr, r.clientErr)
-			}
-			if got := serial(r.clientState); got == oldSerial {
+			if got := handshakeSerial(t, serverCfg, clientCfg, "repaired: "); got == oldSerial {
 				t.Errorf("repaired: server presented the old serial %s, want the new certificate", got)
 			}
 			if err := node.LastReloadError(); err != nil {
@@ -449,23 +408,11 @@ func TestReloadFailureKeepsMaterial(t *testing.T) {
 func TestReloadInterval(t *testing.T) {
 	ca := newCA(t, "ca")
 	dir := t.TempDir()
-	files, err := ca.WriteFiles(dir, "a", testpki.IssueOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	node := newLoader(t, files, peertls.Options{ReloadInterval: time.Hour})
-	peer := newLoader(t, writeNode(t, ca, "peer", testpki.IssueOptions{}), peertls.Options{})
-	serverCfg := node.ServerConfig()
-	clientCfg := peer.ClientConfig("a")
+	files := writeNodeIn(t, ca, dir, "a", testpki.IssueOptions{})
+	node, serverCfg, clientCfg := servedNode(t, ca, files, peertls.Options{ReloadInterval: time.Hour})
 
-	first := handshake(t, serverCfg, clientCfg)
-	if !first.ok() {
-		t.Fatalf("got server error %v, client error %v; want success", first.serverErr, first.clientErr)
-	}
-	oldSerial := serial(first.clientState)
-	if _, err := ca.WriteFiles(dir, "a", testpki.IssueOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	oldSerial := handshakeSerial(t, serverCfg, clientCfg, "")
+	writeNodeIn(t, ca, dir, "a", testpki.IssueOptions{})
 	touch(t, files, time.Now().Add(time.Hour))
 
 	tests := []struct {
@@ -494,11 +441,7 @@ func TestReloadInterval(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.before(t)
-			r := handshake(t, serverCfg, clientCfg)
-			if !r.ok() {
-				t.Fatalf("got server error %v, client error %v; want success", r.serverErr, r.clientErr)
-			}
-			if got := serial(r.clientState); !tt.wantSerial(got) {
+			if got := handshakeSerial(t, serverCfg, clientCfg, ""); !tt.wantSerial(got) {
 				t.Errorf("server presented serial %s, want %s (old: %s)", got, tt.want, oldSerial)
 			}
 		})
@@ -516,14 +459,8 @@ func TestReloadConcurrent(t *testing.T) {
 	)
 	ca := newCA(t, "ca")
 	dir := t.TempDir()
-	files, err := ca.WriteFiles(dir, "a", testpki.IssueOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	node := newLoader(t, files, peertls.Options{ReloadInterval: -1})
-	peer := newLoader(t, writeNode(t, ca, "peer", testpki.IssueOptions{}), peertls.Options{})
-	serverCfg := node.ServerConfig()
-	clientCfg := peer.ClientConfig("a")
+	files := writeNodeIn(t, ca, dir, "a", testpki.IssueOptions{})
+	node, serverCfg, clientCfg := servedNode(t, ca, files, peertls.Options{ReloadInterval: -1})
 
 	var wg sync.WaitGroup
 	errs := make(chan error, workers*handshakes)
