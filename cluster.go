@@ -531,7 +531,7 @@ func (s *Store) peerApplied(ctx context.Context, id, addr string) (uint64, error
 
 // serveApplied answers peerApplied: the applied index, then the node ID.
 func (s *Store) serveApplied() []byte {
-	return append(binary.BigEndian.AppendUint64(nil, s.fsm.current().index), s.cfg.NodeID...)
+	return append(binary.BigEndian.AppendUint64(nil, s.fsm.applied.Load()), s.cfg.NodeID...)
 }
 
 // peerDialAddr is the address to dial for member id advertised at addr.

@@ -5,10 +5,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"sync"
-	"sync/atomic"
-	"time"
-
-	"github.com/hashicorp/raft"
 )
 
 // Proposal coalescing.
@@ -79,9 +75,7 @@ func splitBatch(b []byte) ([][]byte, error) {
 
 // coalescer queues client writes on the leader for runCoalescer.
 type coalescer struct {
-	kick     chan struct{} // capacity 1: "the queue is not empty"
-	beacon   atomic.Bool   // a commit beacon is pending or in flight
-	proposed atomic.Uint64 // entries proposed so far
+	kick chan struct{} // capacity 1: "the queue is not empty"
 
 	// mu guards queue. Lock order: leaf.
 	mu    sync.Mutex
@@ -184,58 +178,12 @@ func (s *Store) runCoalescer() {
 			}
 			entry = encodeBatch(cmds)
 		}
-		c.proposed.Add(1)
 		f := s.raft.Apply(entry, 0)
-		if !s.goFunc(func() {
-			err := f.Error()
-			finishBatch(batch, err, f.Index)
-			if err == nil {
-				s.commitBeacon()
-			}
-		}) {
+		if !s.goFunc(func() { finishBatch(batch, f.Error(), f.Index) }) {
 			finishBatch(batch, f.Error(), f.Index) // closing: raft answers at once
 		}
 	}
 }
-
-// commitBeacon makes followers learn a commit at once when nothing else
-// would tell them soon. hashicorp/raft sends the commit index only with
-// the next AppendEntries: new entries, or a CommitTimeout tick. Under load
-// the next batch is already on its way; when the queue is empty, the leader
-// proposes a no-op (at most one in flight), whose AppendEntries carries the
-// commit index: a forwarded write, and watchers on followers, then wait for
-// one replication round instead of CommitTimeout.
-//
-// It first waits beaconDelay: a client that got its answer usually sends
-// its next write within that time, which then carries the commit index
-// (and a beacon would only delay it behind one more fsync).
-func (s *Store) commitBeacon() {
-	c := s.coalescer
-	if !c.beacon.CompareAndSwap(false, true) {
-		return
-	}
-	before := c.proposed.Load()
-	t := time.NewTimer(beaconDelay)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-s.stopCh:
-		c.beacon.Store(false)
-		return
-	}
-	if c.proposed.Load() != before || s.raft.State() != raft.Leader {
-		c.beacon.Store(false)
-		return
-	}
-	f := s.raft.Apply(noopCommand, 0)
-	if !s.goFunc(func() { f.Error(); c.beacon.Store(false) }) {
-		c.beacon.Store(false)
-	}
-}
-
-// beaconDelay is how long the leader waits for another write before it
-// sends a commit beacon.
-const beaconDelay = 500 * time.Microsecond
 
 // finishBatch tells every write of an entry how it ended.
 func finishBatch(batch []*queuedCmd, err error, index func() uint64) {

@@ -62,7 +62,11 @@ type Config struct {
 	// each); LeaderLeaseTimeout defaults to half the heartbeat timeout.
 	HeartbeatTimeout, ElectionTimeout, LeaderLeaseTimeout time.Duration
 	// CommitTimeout bounds how long a follower may wait to learn of a commit
-	// when no new entries flow (default 5 ms; raft's own default is 50 ms).
+	// when no new entries flow: the leader sends an empty AppendEntries
+	// carrying its commit index every 1–2 CommitTimeouts. Default 1 ms
+	// (raft's minimum; raft's own default is 50 ms): forwarded writes and
+	// watchers on followers then wait about one follower fsync less, for a
+	// few percent of a core per idle 3-node cluster.
 	CommitTimeout time.Duration
 	// SnapshotThreshold is the number of new log entries that triggers a raft
 	// snapshot (default 8192), checked every SnapshotInterval (default 30 s).
@@ -223,7 +227,7 @@ func (c Config) withDefaults() (Config, error) {
 	}{
 		{&c.HeartbeatTimeout, 500 * time.Millisecond},
 		{&c.ElectionTimeout, 500 * time.Millisecond},
-		{&c.CommitTimeout, 5 * time.Millisecond},
+		{&c.CommitTimeout, time.Millisecond},
 		{&c.SnapshotInterval, 30 * time.Second},
 		{&c.CompactionCheckInterval, time.Second},
 		{&c.LeaderWaitTimeout, 5 * time.Second},

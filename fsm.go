@@ -13,7 +13,7 @@ import (
 )
 
 // appliedState is what readers see: an immutable MVCC view and the last raft
-// index it includes. A new one is published at most once per applied batch.
+// index it includes.
 type appliedState struct {
 	view  *mvcc.View
 	index uint64
@@ -22,22 +22,37 @@ type appliedState struct {
 // fsm is the raft state machine. It is thin: decoding, routing results to
 // waiting callers and publishing read views; the applier does the rest.
 //
-// Apply never blocks on readers: they work on published immutable views, and
-// results are handed to waiters through buffered channels.
+// Views are published lazily. Taking a view makes the next writes copy the
+// tree paths they touch (copy-on-write), so a batch ends with a new view
+// only when something will read it: a reader asked since the last one
+// (want), watchers are open (eager), or a snapshot or backup captures the
+// state. A reader that finds the published view behind the applied state
+// takes a fresh one itself when no batch is running, or waits for the
+// running batch, which then publishes (read). Reads therefore always see
+// every batch applied before they started, and no write pays for views
+// nobody reads.
+//
+// Apply never waits for readers beyond an O(1) view copy: they work on
+// published immutable views, and results are handed to waiters through
+// buffered channels.
 type fsm struct {
 	logger  *slog.Logger
 	bootID  uint64
 	waiters *waiters
 
-	// captureMu is held by ApplyBatch and Restore for their whole run, so
-	// that capture sees the published view and the lease table at the same
-	// index. Lock order: captureMu, then leaseTable.mu, then mu.
+	// captureMu is held by ApplyBatch and Restore for their whole run, and
+	// by whoever takes a view (read, capture), so that views are taken
+	// between batches and published in order, and capture sees the view
+	// and the lease table at the same index. Lock order: captureMu, then
+	// leaseTable.mu, then mu.
 	captureMu sync.Mutex
-	// app is touched only by the FSM goroutine (ApplyBatch, Snapshot,
-	// Restore), and read by capture under captureMu.
+	// app is touched only under captureMu: by the FSM goroutine
+	// (ApplyBatch, Snapshot, Restore) and by view takers.
 	app applier
 
-	state atomic.Pointer[appliedState]
+	state   atomic.Pointer[appliedState] // the newest published view
+	applied atomic.Uint64                // index applied to app; >= state.index
+	want    atomic.Bool                  // a reader asked: publish at the end of the batch
 
 	// sinceSnapshot counts the bytes of the entries applied since the last
 	// raft snapshot (see runSnapshotter).
@@ -46,12 +61,16 @@ type fsm struct {
 	// onPublish, if set before raft starts, receives every new view (the
 	// watch hub). It must not block.
 	onPublish func(*mvcc.View)
+	// eager, if set before raft starts, makes every batch publish a view
+	// while it returns true (the watch hub has watchers).
+	eager func() bool
 	// onConfig, if set before raft starts, receives every committed
 	// configuration entry. It must not block nor call into raft.
 	onConfig func(c raft.Configuration, index uint64)
 
-	// mu guards changed, which is closed and replaced on every publish so
-	// that waitApplied can sleep until the next one. Lock order: mu is a leaf.
+	// mu guards changed, which is closed and replaced at the end of every
+	// batch and on every publish, so that waitApplied and read can sleep
+	// until the next one. Lock order: mu is a leaf.
 	mu      sync.Mutex
 	changed chan struct{}
 }
@@ -65,22 +84,87 @@ func newFSM(logger *slog.Logger, bootID uint64, w *waiters, leases *leaseTable) 
 	return f
 }
 
-// current returns the latest published state.
+// current returns the newest published state without waiting. It may lag
+// the applied state; use read where a reader must see what was applied.
 func (f *fsm) current() *appliedState { return f.state.Load() }
 
-// publish makes a new view (only if the store changed) and index visible and
-// wakes everyone waiting for a newer index.
-func (f *fsm) publish(index uint64, forceView bool) {
+// read returns a state that includes every batch applied before the call:
+// the published one when it is up to date, else a fresh view taken now
+// (no batch running) or published by the running batch when it ends. It
+// fails only when ctx ends or the store stops while it waits.
+func (f *fsm) read(ctx context.Context, stop <-chan struct{}) (*appliedState, error) {
+	if !f.want.Load() {
+		f.want.Store(true) // readers are active: the next batch publishes
+	}
+	target := f.applied.Load()
+	for {
+		f.mu.Lock()
+		st, ch := f.state.Load(), f.changed
+		f.mu.Unlock()
+		if st.index >= target {
+			return st, nil
+		}
+		if f.captureMu.TryLock() {
+			f.publishLocked(f.applied.Load(), viewNow)
+			f.captureMu.Unlock()
+			continue
+		}
+		// A batch (or a restore) is running; it publishes when it ends,
+		// since want is set.
+		f.want.Store(true)
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-stop:
+			return nil, ErrStopped
+		}
+	}
+}
+
+// latest is read for callers that must not wait: a fresh view when no
+// batch is running, else the published one.
+func (f *fsm) latest() *appliedState {
+	if f.state.Load().index < f.applied.Load() && f.captureMu.TryLock() {
+		f.publishLocked(f.applied.Load(), viewNow)
+		f.captureMu.Unlock()
+	}
+	return f.state.Load()
+}
+
+// viewMode tells publishLocked whether to publish a view.
+type viewMode uint8
+
+const (
+	viewIfWanted viewMode = iota // only if a reader asked or watchers are open
+	viewNow                      // a view of the store as it is
+	viewReplace                  // a new view even if the revisions match: a restore installed a new store
+)
+
+// publishLocked, called under captureMu, marks index as applied and, as
+// mode says, publishes a view of the store (a new one only if the store
+// changed since the last). It wakes everyone waiting for the next batch or
+// view.
+func (f *fsm) publishLocked(index uint64, mode viewMode) {
+	if index > f.applied.Load() || mode == viewReplace {
+		f.applied.Store(index)
+	}
+	wanted := f.want.Swap(false)
+	withView := mode != viewIfWanted || wanted || (f.eager != nil && f.eager())
 	old := f.state.Load()
 	view := old.view
-	if forceView || view.Rev() != f.app.kv.Rev() || view.CompactRev() != f.app.kv.CompactRev() {
-		view = f.app.kv.View()
-	}
-	if index < old.index && !forceView {
-		index = old.index
+	if withView {
+		if mode == viewReplace || view.Rev() != f.app.kv.Rev() || view.CompactRev() != f.app.kv.CompactRev() {
+			view = f.app.kv.View()
+		}
+		if index < old.index && mode != viewReplace {
+			index = old.index
+		}
 	}
 	f.mu.Lock()
-	f.state.Store(&appliedState{view: view, index: index})
+	if withView {
+		f.state.Store(&appliedState{view: view, index: index})
+	}
 	close(f.changed)
 	f.changed = make(chan struct{})
 	f.mu.Unlock()
@@ -89,13 +173,14 @@ func (f *fsm) publish(index uint64, forceView bool) {
 	}
 }
 
-// waitApplied returns once the published state includes raft index idx.
+// waitApplied returns once this node has applied raft index idx. Call read
+// afterwards for a view that includes it.
 func (f *fsm) waitApplied(ctx context.Context, idx uint64, stop <-chan struct{}) error {
 	for {
 		f.mu.Lock()
-		st, ch := f.state.Load(), f.changed
+		ch := f.changed
 		f.mu.Unlock()
-		if st.index >= idx {
+		if f.applied.Load() >= idx {
 			return nil
 		}
 		select {
@@ -152,7 +237,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 		out[i] = f.applyCommand(l.Data, l, &deliveries)
 	}
 	if len(logs) > 0 {
-		f.publish(last, false)
+		f.publishLocked(last, viewIfWanted)
 	}
 	for _, d := range deliveries {
 		f.waiters.deliver(d.seq, d.r)
@@ -204,6 +289,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 func (f *fsm) capture() *fsmSnapshot {
 	f.captureMu.Lock()
 	defer f.captureMu.Unlock()
+	f.publishLocked(f.applied.Load(), viewNow)
 	st := f.state.Load()
 	leases, nextID := f.app.leases.snapshot()
 	return &fsmSnapshot{view: st.view, index: st.index, leases: leases, nextLeaseID: nextID, logger: f.logger}
@@ -223,7 +309,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		return err
 	}
 	f.app.kv = snap.kv
-	f.publish(snap.index, true)
+	f.publishLocked(snap.index, viewReplace)
 	// Entries covered by the snapshot never pass through ApplyBatch here,
 	// so their proposers would never get a result.
 	f.waiters.failAll(&result{rev: snap.kv.Rev(), err: fmt.Errorf(

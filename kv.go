@@ -52,7 +52,11 @@ func (s *Store) Get(ctx context.Context, key string, opts ...OpOption) (*GetResp
 			return nil, err
 		}
 	}
-	view := s.fsm.current().view
+	st, err := s.fsm.read(ctx, s.stopCh)
+	if err != nil {
+		return nil, err
+	}
+	view := st.view
 	res, err := view.Range(rr.Key, rr.End, rangeOptions(rr))
 	if err != nil {
 		return nil, mapMVCCError(err)
@@ -141,10 +145,14 @@ func (s *Store) Compact(ctx context.Context, rev int64) error {
 	if err := s.usable(); err != nil {
 		return err
 	}
-	v := s.fsm.current().view
+	st, err := s.fsm.read(ctx, s.stopCh)
+	if err != nil {
+		return err
+	}
+	v := st.view
 	if rev <= v.CompactRev() {
 		return fmt.Errorf("%w: revision %d, compacted at %d", ErrCompacted, rev, v.CompactRev())
 	}
-	_, err := s.propose(ctx, &request{Kind: reqCompact, Compact: rev})
+	_, err = s.propose(ctx, &request{Kind: reqCompact, Compact: rev})
 	return err
 }

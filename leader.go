@@ -98,7 +98,7 @@ func (s *Store) runCompactor() {
 		if s.raft.State() != raft.Leader {
 			return
 		}
-		v := s.fsm.current().view
+		v := s.fsm.latest().view
 		if v.Rev()-v.CompactRev() < 2*retention {
 			return
 		}

@@ -110,6 +110,15 @@ func (ri *readIndexer) round() readIndexResult {
 	return readIndexResult{index: commit}
 }
 
+// linearRead is linearizable followed by a read of the applied state: a
+// view that includes every write acknowledged before the call.
+func (s *Store) linearRead(ctx context.Context) (*appliedState, error) {
+	if err := s.linearizable(ctx); err != nil {
+		return nil, err
+	}
+	return s.fsm.read(ctx, s.stopCh)
+}
+
 // linearizable blocks until this node's published state includes every
 // write acknowledged (by any node) before the call.
 //
@@ -143,7 +152,7 @@ func (s *Store) linearizable(ctx context.Context) error {
 			if ctx.Err() != nil {
 				catchingUp = true
 				return fmt.Errorf("store: the leader answered, but this node had not applied index %d (it had %d) when the context ended: %w",
-					idx, s.fsm.current().index, err)
+					idx, s.fsm.applied.Load(), err)
 			}
 			return err
 		}

@@ -11,12 +11,12 @@ import (
 // Status reports this node's view of itself and the cluster. It does not
 // block on the network. After Close it reports RaftState "Shutdown".
 func (s *Store) Status() Status {
-	st := s.fsm.current()
+	st := s.fsm.latest()
 	out := Status{
 		NodeID:          s.cfg.NodeID,
 		RaftState:       s.raft.State().String(),
 		Term:            s.raft.CurrentTerm(),
-		AppliedIndex:    st.index,
+		AppliedIndex:    s.fsm.applied.Load(),
 		CommitIndex:     s.raft.CommitIndex(),
 		Revision:        st.view.Rev(),
 		CompactRevision: st.view.CompactRev(),

@@ -43,9 +43,12 @@ type Store struct {
 	reads     *readIndexer
 	coalescer *coalescer
 	hub       *watch.Hub[WatchResponse]
-	lessor    *lease.Lessor
-	leases    *leaseTable
-	tls       *peertls.Loader // nil without Config.TLS
+	// watchSetup counts Watch calls between their first read and the
+	// hub's registration: views are published eagerly meanwhile.
+	watchSetup atomic.Int64
+	lessor     *lease.Lessor
+	leases     *leaseTable
+	tls        *peertls.Loader // nil without Config.TLS
 
 	clusterID atomic.Pointer[clusterID] // nil until known (a joiner learns it)
 	members   memberCache
@@ -113,6 +116,7 @@ func Open(cfg Config) (*Store, error) {
 		Logger:           s.logger,
 	}, s.fsm.current().view)
 	s.fsm.onPublish = s.hub.Publish
+	s.fsm.eager = func() bool { return s.watchSetup.Load() > 0 || s.hub.Active() }
 	s.fsm.onConfig = s.configChanged
 	if err := s.start(); err != nil {
 		s.cleanup()

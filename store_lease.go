@@ -174,10 +174,11 @@ func (s *Store) TimeToLive(ctx context.Context, id LeaseID, opts ...LeaseOption)
 	if err := s.usable(); err != nil {
 		return nil, err
 	}
-	if err := s.linearizable(ctx); err != nil {
+	st, err := s.linearRead(ctx)
+	if err != nil {
 		return nil, err
 	}
-	resp := &LeaseTimeToLiveResponse{Header: s.header(s.fsm.current().view.Rev()), ID: id, TTL: -1}
+	resp := &LeaseTimeToLiveResponse{Header: s.header(st.view.Rev()), ID: id, TTL: -1}
 	if id <= 0 {
 		return resp, nil
 	}
@@ -249,10 +250,11 @@ func (s *Store) Leases(ctx context.Context) (*LeaseLeasesResponse, error) {
 	if err := s.usable(); err != nil {
 		return nil, err
 	}
-	if err := s.linearizable(ctx); err != nil {
+	st, err := s.linearRead(ctx)
+	if err != nil {
 		return nil, err
 	}
-	resp := &LeaseLeasesResponse{Header: s.header(s.fsm.current().view.Rev())}
+	resp := &LeaseLeasesResponse{Header: s.header(st.view.Rev())}
 	for _, id := range s.leases.ids() {
 		resp.Leases = append(resp.Leases, LeaseStatus{ID: LeaseID(id)})
 	}

@@ -116,8 +116,17 @@ func (s *Store) Watch(ctx context.Context, key string, opts ...OpOption) WatchCh
 	if err != nil {
 		return canceledWatch(s, err)
 	}
+	// Views are published lazily (see fsm): from here on every batch
+	// publishes one, and read hands the hub a view of everything applied
+	// so far, so the watcher misses nothing nor waits for the next write.
+	s.watchSetup.Add(1)
+	defer s.watchSetup.Add(-1)
+	st, err := s.fsm.read(ctx, s.stopCh)
+	if err != nil {
+		st = s.fsm.current() // ctx ended or closing: the watch ends at once
+	}
 	if o.StartRev == 0 {
-		o.StartRev = s.fsm.current().view.Rev() + 1
+		o.StartRev = st.view.Rev() + 1
 	}
 	return WatchChan(s.hub.Watch(ctx, o))
 }

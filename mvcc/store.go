@@ -28,7 +28,7 @@ type Store struct {
 
 // treeOpts are the options of every tree: the store does its own
 // synchronisation (single writer, immutable copies for readers).
-var treeOpts = btree.Options{NoLocks: true}
+var treeOpts = btree.Options{NoLocks: true, Degree: 16}
 
 // New returns an empty store at revision 1, never compacted.
 func New() *Store {

@@ -36,6 +36,10 @@ type Hub[T any] struct {
 	pending []request[T] // registrations and removals, in call order
 	closed  bool         // set by Close; Watch then returns a closed channel
 
+	// open counts the watchers from Watch until their channel is closed
+	// (Active).
+	open atomic.Int64
+
 	// Published by the hub goroutine for Stats.
 	stWatchers, stSynced, stUnsynced, stRev atomic.Int64
 
@@ -152,6 +156,7 @@ func (h *Hub[T]) Watch(ctx context.Context, o Options) <-chan T {
 	if w.nextRev <= 0 {
 		w.nextRev = h.latest.Load().Rev() + 1
 	}
+	h.open.Add(1)
 	if ctx.Done() != nil {
 		// Registered under mu, so that w.stop is set before the hub can
 		// see w; the callback queues the removal after the registration.
@@ -186,6 +191,12 @@ func (h *Hub[T]) Close() {
 	})
 	<-h.exited
 }
+
+// Active reports whether any watcher is open: from the moment Watch returns
+// until its channel is closed. The store publishes a View after every
+// applied batch while it is true, and may skip Views nobody needs
+// otherwise.
+func (h *Hub[T]) Active() bool { return h.open.Load() > 0 }
 
 // Stats returns the hub's counters as of the end of the hub goroutine's
 // latest round of work.

@@ -301,6 +301,7 @@ func (h *Hub[T]) closeWatcher(w *watcher[T], final *T) {
 	}
 	w.state = stateClosed
 	h.nWatchers--
+	h.open.Add(-1)
 	close(w.ch)
 	if w.stop != nil {
 		w.stop()
