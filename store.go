@@ -38,7 +38,7 @@ type Store struct {
 	raft      *raft.Raft
 	bolt      *raftboltdb.BoltStore
 	mux       *transport.Mux
-	trans     *raft.NetworkTransport
+	trans     *raftTransport
 	rpc       *transport.Client
 	reads     *readIndexer
 	coalescer *coalescer
@@ -151,7 +151,7 @@ func (s *Store) start() error {
 	if err != nil {
 		return fmt.Errorf("store: open raft log in %s: %w", cfg.Dir, err)
 	}
-	logs, err := raft.NewLogCache(512, s.bolt)
+	logs, err := newLogCache(s.bolt, logCacheEntries, logCacheBytes)
 	if err != nil {
 		return err
 	}
@@ -175,7 +175,7 @@ func (s *Store) start() error {
 		}
 		tc.ServerAddressProvider = &dialAddressProvider{fn: cfg.DialAddress, known: known}
 	}
-	s.trans = raft.NewNetworkTransportWithConfig(tc)
+	s.trans = &raftTransport{NetworkTransport: raft.NewNetworkTransportWithConfig(tc), stall: pipelineStall}
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.NodeID)

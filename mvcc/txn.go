@@ -1,5 +1,7 @@
 package mvcc
 
+import "github.com/tidwall/btree"
+
 // WriteTxn is a write transaction: every change it makes shares one main
 // revision, Rev(), and gets consecutive sub-revisions 0, 1, 2, ... in the
 // order performed. Reads through the transaction see its own earlier
@@ -57,7 +59,8 @@ func (t *WriteTxn) Range(key, end []byte, o RangeOptions) (*RangeResult, error) 
 func (t *WriteTxn) Put(key, value []byte, lease int64) (prev *KeyValue) {
 	t.check()
 	s := t.s
-	old, _ := s.latest.Get(liveItem{key: key})
+	var hint btree.PathHint // the Set below lands where the Get looked
+	old, _ := s.latest.GetHint(liveItem{key: key}, &hint)
 	prev = old.kv
 	b := new(putBlock)
 	kv := &b.kv
@@ -72,7 +75,7 @@ func (t *WriteTxn) Put(key, value []byte, lease int64) (prev *KeyValue) {
 	}
 	kv.ModRevision = t.rev
 	kv.Lease = lease
-	s.latest.Set(liveItem{key: kv.Key, kv: kv})
+	s.latest.SetHint(liveItem{key: kv.Key, kv: kv}, &hint)
 	s.hist.Set(histItem{key: kv.Key, kv: kv, rev: t.rev, sub: int64(len(t.evs))})
 	b.ev = Event{Type: EventPut, Kv: kv, PrevKv: prev}
 	t.evs = append(t.evs, &b.ev)

@@ -18,6 +18,16 @@ type cluster struct {
 	dir   string
 	cfgs  []store.Config
 	nodes []*store.Store // nil while a node is stopped
+	// pin, when >= 0, binds every client to that node (node ignores first
+	// and g); -1 spreads them round-robin.
+	pin int
+}
+
+// pinned returns a copy of c whose clients all use node i.
+func (c *cluster) pinned(i int) *cluster {
+	p := *c
+	p.pin = i
+	return &p
 }
 
 // freeAddrs reserves n distinct loopback ports and releases them for the
@@ -54,7 +64,7 @@ func startCluster(ctx context.Context, dir string, n int, nofsync bool, logger *
 			peers = append(peers, store.Peer{ID: fmt.Sprintf("n%d", i+1), Addr: a})
 		}
 	}
-	c := &cluster{dir: dir, nodes: make([]*store.Store, n)}
+	c := &cluster{dir: dir, nodes: make([]*store.Store, n), pin: -1}
 	for i := 0; i < n; i++ {
 		c.cfgs = append(c.cfgs, store.Config{
 			NodeID:        fmt.Sprintf("n%d", i+1),
@@ -191,6 +201,9 @@ func (c *cluster) waitApplied(ctx context.Context, rev int64, timeout time.Durat
 
 // node is the node client g runs on: node (first+g) mod n.
 func (c *cluster) node(first, g int) *store.Store {
+	if c.pin >= 0 {
+		return c.nodes[c.pin]
+	}
 	return c.nodes[(first+g)%len(c.nodes)]
 }
 

@@ -388,7 +388,12 @@ func runPerf(ctx context.Context, o *options, dir string, n int, logger *slog.Lo
 			return rs
 		}},
 		{"put-256", func(l int) []Result {
-			return []Result{putWorkload(ctx, c, "put-256", l, 256, placementName(c, 256), keys, d)}
+			rs := []Result{putWorkload(ctx, c, "put-256", l, 256, placementName(c, 256), keys, d)}
+			if n > 1 {
+				// etcd's reference used one member's in-process client.
+				rs = append(rs, putWorkload(ctx, c.pinned(l), "put-256", l, 256, onLeader, keys, d))
+			}
+			return rs
 		}},
 		{"get-linearizable-64", func(l int) []Result {
 			return []Result{getWorkload(ctx, c, "get-linearizable-64", l, 64, keys, d, false)}

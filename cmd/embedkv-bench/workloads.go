@@ -115,6 +115,10 @@ func clientResult(name string, c *cluster, clients int, placement string, run cl
 	return r
 }
 
+// onLeader is the placement of a run whose clients all use the leader, as
+// etcd's reference figures used one member's in-process client.
+const onLeader = "all on the leader"
+
 // placementName describes where the clients of a multi-client run are.
 func placementName(c *cluster, clients int) string {
 	if len(c.nodes) == 1 || clients == 1 {
