@@ -278,9 +278,21 @@ func (g gen) opts(rev, compactRev int64) RangeOptions {
 }
 
 func TestModelRandomized(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		path compactPath
+	}{{"compact-auto", compactAuto}, {"compact-seek", compactSeek}, {"compact-scan", compactScan}} {
+		t.Run(tc.name, func(t *testing.T) { testModelRandomized(t, tc.path) })
+	}
+}
+
+// testModelRandomized runs random operations against the store and the
+// model, with Compact finding what to drop as path says.
+func testModelRandomized(t *testing.T, path compactPath) {
 	const ops = 5000
 	g := gen{rand.New(rand.NewSource(7)), 30, 0}
 	s, m := New(), newModel()
+	s.compactPath = path
 	type heldView struct {
 		v          *View
 		rev, compR int64

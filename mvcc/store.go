@@ -3,6 +3,7 @@ package mvcc
 import (
 	"bytes"
 	"math"
+	"slices"
 
 	"github.com/tidwall/btree"
 )
@@ -24,7 +25,18 @@ type Store struct {
 
 	txn  *WriteTxn // the open write transaction, if any
 	view *View     // View of the current state, nil once anything changed
+
+	compactPath compactPath // how Compact finds what to drop; tests force one
 }
+
+// compactPath selects how Compact finds the history to drop.
+type compactPath uint8
+
+const (
+	compactAuto compactPath = iota // seek the changed keys when few, else scan
+	compactSeek                    // always seek the changed keys
+	compactScan                    // always scan the whole history
+)
 
 // treeOpts are the options of every tree: the store does its own
 // synchronisation (single writer, immutable copies for readers).
@@ -95,8 +107,8 @@ func (s *Store) reader(rev int64) reader {
 // changed drops the cached View after a mutation.
 func (s *Store) changed() { s.view = nil }
 
-// compactChunk bounds how many history items Compact collects before
-// deleting them, so a large compaction needs little transient memory.
+// compactChunk bounds how many history items a scanning Compact collects
+// before deleting them, so a large compaction needs little transient memory.
 const compactChunk = 4096
 
 // Compact discards history that no read at a revision >= rev can see, and
@@ -113,8 +125,14 @@ const compactChunk = 4096
 //
 // It fails with ErrCompacted if rev <= CompactRev() and with ErrFutureRev if
 // rev > Rev(). Existing Views are not affected (they keep their own copies
-// of the trees). The cost is a scan of the whole history plus O(log n) per
-// dropped item; etcd's compaction likewise visits every key.
+// of the trees).
+//
+// After a compaction at c every key has at most one version at or below c,
+// and it is not a tombstone, so only keys with an event in (c, rev] can
+// have anything to drop, and the event log lists exactly those. When they
+// are few against the history, Compact seeks just them (O(log n) each);
+// else it scans the whole history, as etcd's compaction does. Either way it
+// then deletes O(log n) per dropped item.
 //
 // Compact panics if a write transaction is open.
 func (s *Store) Compact(rev int64) error {
@@ -127,15 +145,28 @@ func (s *Store) Compact(rev int64) error {
 	if rev > s.rev {
 		return ErrFutureRev
 	}
-	var (
-		from = histItem{rev: math.MaxInt64, sub: math.MaxInt64} // first item of the first key
-		drop []histItem
-		more = true
-	)
-	for more {
-		drop, from, more = s.compactScan(from, rev, drop[:0])
-		for _, h := range drop {
+	limit := s.hist.Len() / seekRatio
+	switch s.compactPath {
+	case compactSeek:
+		limit = math.MaxInt
+	case compactScan:
+		limit = 0
+	}
+	if keys, ok := s.changedKeys(s.compactRev, rev, limit); ok {
+		for _, h := range s.droppable(keys, rev) {
 			s.hist.Delete(h)
+		}
+	} else {
+		var (
+			from = histItem{rev: math.MaxInt64, sub: math.MaxInt64} // first item of the first key
+			drop []histItem
+			more = true
+		)
+		for more {
+			drop, from, more = s.compactScan(from, rev, drop[:0])
+			for _, h := range drop {
+				s.hist.Delete(h)
+			}
 		}
 	}
 	for {
@@ -148,6 +179,58 @@ func (s *Store) Compact(rev int64) error {
 	s.compactRev = rev
 	s.changed()
 	return nil
+}
+
+// seekRatio: seeking one key's history costs about as much as stepping
+// over this many history items, so Compact seeks the changed keys only
+// when there are fewer than Len()/seekRatio events to visit, and else scans
+// the whole history (BenchmarkCompact: 100k keys scan faster, 1M keys seek
+// faster, for 10k changed keys).
+const seekRatio = 32
+
+// changedKeys returns, sorted and without repeats, the keys with an event
+// at a revision in [from, to], or false if there are more than limit
+// events.
+func (s *Store) changedKeys(from, to int64, limit int) ([][]byte, bool) {
+	var keys [][]byte
+	it := s.events.Iter()
+	defer it.Release()
+	for ok := it.Seek(evBatch{rev: from}); ok && it.Item().rev <= to; ok = it.Next() {
+		for _, ev := range it.Item().evs {
+			if len(keys) >= limit {
+				return nil, false
+			}
+			keys = append(keys, ev.Kv.Key)
+		}
+	}
+	slices.SortFunc(keys, bytes.Compare)
+	return slices.CompactFunc(keys, bytes.Equal), true
+}
+
+// droppable returns the history items of keys that compaction at rev
+// removes: for each key every version older than the newest one at or
+// below rev, and that one too if it is a tombstone.
+func (s *Store) droppable(keys [][]byte, rev int64) []histItem {
+	var drop []histItem
+	it := s.hist.Iter()
+	defer it.Release()
+	for _, key := range keys {
+		newest := true
+		for ok := it.Seek(histAt(key, rev)); ok; ok = it.Next() {
+			h := it.Item()
+			if !bytes.Equal(h.key, key) {
+				break
+			}
+			if newest {
+				newest = false
+				if !h.kv.isTombstone() {
+					continue
+				}
+			}
+			drop = append(drop, h)
+		}
+	}
+	return drop
 }
 
 // compactScan walks history from the probe from, appending to drop the items
