@@ -138,8 +138,16 @@ type pooledEncoder struct {
 }
 
 // encodeCommand returns typ followed by the msgpack encoding of v, in a new
-// slice owned by the caller.
-func encodeCommand(typ byte, v any) ([]byte, error) { return encode([]byte{typ}, v) }
+// slice owned by the caller. A plain Put is encoded by hand (same bytes; see
+// command_fast.go), anything else reflectively.
+func encodeCommand(typ byte, v any) ([]byte, error) {
+	if req, ok := v.(*request); ok {
+		if out, ok := encodePutFast(typ, req); ok {
+			return out, nil
+		}
+	}
+	return encode([]byte{typ}, v)
+}
 
 // encodeMsgpack returns the msgpack encoding of v alone (snapshot metadata).
 func encodeMsgpack(v any) ([]byte, error) { return encode(nil, v) }
@@ -186,6 +194,16 @@ func decodeCommand(b []byte) (*request, error) {
 	}
 	if b[0] != cmdRequest {
 		return nil, fmt.Errorf("%w: unknown command type %d", ErrCorrupt, b[0])
+	}
+	// The framing is checked before either decoder sees the bytes. The hand
+	// decoder takes the plain encodings it knows (see command_fast.go); for
+	// any other input it decodes nothing and the reflective decoder takes
+	// the whole input (checking it again).
+	if err := msgpackcheck.Check(b[1:], maxMsgpackDepth); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	if req, ok := decodeRequestFast(b[1:]); ok {
+		return req, nil
 	}
 	req := new(request)
 	if err := decodeMsgpack(b[1:], req); err != nil {
