@@ -106,7 +106,7 @@ func (f *fsm) read(ctx context.Context, stop <-chan struct{}) (*appliedState, er
 		}
 		if f.captureMu.TryLock() {
 			f.publishLocked(f.applied.Load(), viewNow)
-			f.captureMu.Unlock()
+			f.unlockAndWake()
 			continue
 		}
 		// A batch (or a restore) is running; it publishes when it ends,
@@ -127,9 +127,22 @@ func (f *fsm) read(ctx context.Context, stop <-chan struct{}) (*appliedState, er
 func (f *fsm) latest() *appliedState {
 	if f.state.Load().index < f.applied.Load() && f.captureMu.TryLock() {
 		f.publishLocked(f.applied.Load(), viewNow)
-		f.captureMu.Unlock()
+		f.unlockAndWake()
 	}
 	return f.state.Load()
+}
+
+// unlockAndWake releases captureMu and wakes everyone waiting in read or
+// waitApplied. A reader that found captureMu held waits for a publish or
+// for this wake-up, then retries; without it, a reader arriving after a
+// batch published nothing (no reader had asked yet) but before the batch
+// released the lock would sleep until the next batch.
+func (f *fsm) unlockAndWake() {
+	f.captureMu.Unlock()
+	f.mu.Lock()
+	close(f.changed)
+	f.changed = make(chan struct{})
+	f.mu.Unlock()
 }
 
 // viewMode tells publishLocked whether to publish a view.
@@ -206,7 +219,7 @@ func (f *fsm) Apply(l *raft.Log) interface{} { return f.ApplyBatch([]*raft.Log{l
 // is logged as corruption and yields an error result on every node alike.
 func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 	f.captureMu.Lock()
-	defer f.captureMu.Unlock()
+	defer f.unlockAndWake()
 	out := make([]interface{}, len(logs))
 	var deliveries []delivery
 	var last uint64
@@ -288,7 +301,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 // it; it delays the next batch by the lease copy only.
 func (f *fsm) capture() *fsmSnapshot {
 	f.captureMu.Lock()
-	defer f.captureMu.Unlock()
+	defer f.unlockAndWake()
 	f.publishLocked(f.applied.Load(), viewNow)
 	st := f.state.Load()
 	leases, nextID := f.app.leases.snapshot()
@@ -299,12 +312,14 @@ func (f *fsm) capture() *fsmSnapshot {
 // snapshot's.
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	f.captureMu.Lock()
-	defer f.captureMu.Unlock()
+	// Decode first: readers may wait for captureMu, and nothing else runs
+	// on the FSM goroutine meanwhile.
 	snap, err := readFSMSnapshot(rc, fsmSnapshotKind)
 	if err != nil {
 		return err
 	}
+	f.captureMu.Lock()
+	defer f.unlockAndWake()
 	if err := f.app.leases.replace(snap.leases, snap.nextLeaseID, snap.kv.View()); err != nil {
 		return err
 	}

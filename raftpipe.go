@@ -1,32 +1,32 @@
 package store
 
 import (
-	"time"
+	"sync"
 
 	"github.com/hashicorp/raft"
 )
 
-// pipelineStall bounds how long one pipelined AppendEntries may wait to be
-// handed to the pipeline's response decoder before the pipeline is closed.
-// A healthy follower answers within a round trip and an fsync; closing
-// only makes raft fall back to plain AppendEntries and pipeline again later.
-const pipelineStall = 2 * time.Second
-
 // raftTransport is raft's NetworkTransport with its pipeline guarded
 // against a deadlock in raft 1.7's pipelined replication.
 //
-// When the pipeline's decoder stops (a follower answered Success=false, or
-// a newer term), raft's send loop chooses between the closed finish channel
-// and a ready trigger or CommitTimeout tick at random. If it sends once
-// more, netPipeline.AppendEntries blocks forever handing the request to a
-// decoder that is itself blocked handing back the previous response, and
-// raft.Shutdown then waits forever for the replication goroutine. This was
-// seen here during a leadership transfer with the 1 ms CommitTimeout.
-// Turning pipelining off (MaxRPCsInFlight 1) also avoids it, but costs
-// followers about 0.9 ms per commit they learn; the guard keeps pipelining.
+// raft's pipeline decoder (pipelineDecode) returns after the first
+// response that is not a success or carries a newer term. Its send loop
+// then chooses at random between the closed "finished" channel and a ready
+// trigger or CommitTimeout tick. If it sends once more,
+// netPipeline.AppendEntries blocks forever handing the request to its
+// response reader, which is itself blocked handing back the previous
+// response to the decoder that is gone; raft.Shutdown then waits forever
+// for that goroutine. This hung Close here during a leadership transfer
+// with the 1 ms CommitTimeout (and stalls replication to one follower in
+// other programs: grafana/pyroscope#5518).
+//
+// The guard forwards the pipeline's responses itself and closes the
+// pipeline right after forwarding one that ends raft's decoder, which
+// makes any send still blocked fail at once. Turning pipelining off
+// (MaxRPCsInFlight 1) also avoids the deadlock but costs followers about
+// 0.9 ms per commit they learn.
 type raftTransport struct {
 	*raft.NetworkTransport
-	stall time.Duration
 }
 
 // AppendEntriesPipeline returns raft's pipeline, guarded.
@@ -35,25 +35,71 @@ func (t *raftTransport) AppendEntriesPipeline(id raft.ServerID, target raft.Serv
 	if err != nil {
 		return nil, err
 	}
-	return &guardedPipeline{AppendPipeline: p, stall: t.stall}, nil
+	return newGuardedPipeline(p), nil
 }
 
-// guardedPipeline closes its pipeline when one AppendEntries blocks longer
-// than stall, which unblocks it with an error; raft's replication loop then
-// stops using the pipeline and closes it again (a no-op).
+// guardedPipeline wraps a raft.AppendPipeline; see raftTransport.
+//
+// Goroutines: forward, from newGuardedPipeline until Close, or until it
+// forwarded the response that ends raft's decoder. Close waits for it.
 type guardedPipeline struct {
-	raft.AppendPipeline
-	stall time.Duration
+	inner raft.AppendPipeline
+	out   chan raft.AppendFuture // what raft's decoder reads (unbuffered, like raft's)
+	stop  chan struct{}          // closed by Close
+	done  chan struct{}          // closed when forward returns
+	once  sync.Once
 }
 
-// AppendEntries sends one pipelined request, giving up after stall.
+func newGuardedPipeline(inner raft.AppendPipeline) *guardedPipeline {
+	p := &guardedPipeline{inner: inner, out: make(chan raft.AppendFuture),
+		stop: make(chan struct{}), done: make(chan struct{})}
+	go p.forward()
+	return p
+}
+
+// AppendEntries sends one pipelined request.
 func (p *guardedPipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) (raft.AppendFuture, error) {
-	watchdog := time.AfterFunc(p.stall, func() { _ = p.AppendPipeline.Close() })
-	f, err := p.AppendPipeline.AppendEntries(args, resp)
-	if !watchdog.Stop() && err == nil {
-		// Closed while the request went through: its answer may never be
-		// decoded, so report the pipeline as shut down.
-		return nil, raft.ErrPipelineShutdown
+	return p.inner.AppendEntries(args, resp)
+}
+
+// Consumer returns the channel of completed requests, in order.
+func (p *guardedPipeline) Consumer() <-chan raft.AppendFuture { return p.out }
+
+// Close closes the pipeline and waits for the forwarding goroutine. It is
+// idempotent.
+func (p *guardedPipeline) Close() error {
+	var err error
+	p.once.Do(func() {
+		close(p.stop)
+		err = p.inner.Close()
+	})
+	<-p.done
+	return err
+}
+
+// forward passes responses on to raft's decoder. After one that makes the
+// decoder return (the checks mirror raft's pipelineDecode), it closes the
+// inner pipeline, so that a send blocked behind the gone decoder fails.
+func (p *guardedPipeline) forward() {
+	defer close(p.done)
+	in := p.inner.Consumer()
+	for {
+		var f raft.AppendFuture
+		select {
+		case f = <-in:
+		case <-p.stop:
+			return
+		}
+		req, resp := f.Request(), f.Response()
+		last := resp.Term > req.Term || !resp.Success
+		select {
+		case p.out <- f:
+		case <-p.stop:
+			return
+		}
+		if last {
+			_ = p.inner.Close()
+			return
+		}
 	}
-	return f, err
 }

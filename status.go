@@ -11,12 +11,12 @@ import (
 // Status reports this node's view of itself and the cluster. It does not
 // block on the network. After Close it reports RaftState "Shutdown".
 func (s *Store) Status() Status {
-	st := s.fsm.latest()
+	st := s.fsm.latest() // index and view agree; may lag a running batch
 	out := Status{
 		NodeID:          s.cfg.NodeID,
 		RaftState:       s.raft.State().String(),
 		Term:            s.raft.CurrentTerm(),
-		AppliedIndex:    s.fsm.applied.Load(),
+		AppliedIndex:    st.index,
 		CommitIndex:     s.raft.CommitIndex(),
 		Revision:        st.view.Rev(),
 		CompactRevision: st.view.CompactRev(),

@@ -175,7 +175,7 @@ func (s *Store) start() error {
 		}
 		tc.ServerAddressProvider = &dialAddressProvider{fn: cfg.DialAddress, known: known}
 	}
-	s.trans = &raftTransport{NetworkTransport: raft.NewNetworkTransportWithConfig(tc), stall: pipelineStall}
+	s.trans = &raftTransport{NetworkTransport: raft.NewNetworkTransportWithConfig(tc)}
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.NodeID)

@@ -122,8 +122,12 @@ func (s *Store) Watch(ctx context.Context, key string, opts ...OpOption) WatchCh
 	s.watchSetup.Add(1)
 	defer s.watchSetup.Add(-1)
 	st, err := s.fsm.read(ctx, s.stopCh)
-	if err != nil {
-		st = s.fsm.current() // ctx ended or closing: the watch ends at once
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
+		st = s.fsm.current() // the hub closes the watch at once
+	default:
+		return canceledWatch(s, err) // closing
 	}
 	if o.StartRev == 0 {
 		o.StartRev = st.view.Rev() + 1

@@ -1,11 +1,18 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/embedkv/store/lease"
+	"github.com/hashicorp/raft"
 )
 
 // Views are published lazily (see fsm): these tests pin what readers and
@@ -139,5 +146,149 @@ func TestWatchAfterLazyWrites(t *testing.T) {
 				t.Errorf("a watch without revision got its first event at revision %d, want %d (the next write)", got, want)
 			}
 		})
+	}
+}
+
+// newTestFSM returns an FSM on its own, for tests that drive ApplyBatch.
+func newTestFSM(t *testing.T, bootID uint64, w *waiters) *fsm {
+	lessor := lease.New(lease.Config{Clock: lease.RealClock()})
+	t.Cleanup(lessor.Close)
+	return newFSM(testLogger(t), bootID, w, newLeaseTable(lessor))
+}
+
+// putEntry is raft log entry index holding a Put of key by (origin, seq).
+func putEntry(t *testing.T, index, origin, seq uint64, key string) *raft.Log {
+	b, err := encodeCommand(cmdRequest, &request{Origin: origin, Seq: seq, Kind: reqPut, Put: &putReq{Key: []byte(key), Value: []byte("v")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &raft.Log{Index: index, Term: 1, Type: raft.LogCommand, Data: b}
+}
+
+// TestReadInBatchTail: a reader that arrives after a batch published
+// nothing but before it released captureMu must not sleep until the next
+// batch (found by review: the FSM then stayed idle and the read hung).
+func TestReadInBatchTail(t *testing.T) {
+	w := newWaiters()
+	f := newTestFSM(t, 7, w)
+	// An unbuffered waiter channel holds the batch in its tail (after it
+	// recorded the index, before it released the lock) until received.
+	held := make(chan *result)
+	w.mu.Lock()
+	w.m[1] = held
+	w.mu.Unlock()
+	applied := make(chan struct{})
+	go func() {
+		defer close(applied)
+		f.ApplyBatch([]*raft.Log{putEntry(t, 5, 7, 1, "k")})
+	}()
+	if !poll(t, 10*time.Second, func() bool { return f.applied.Load() >= 5 }) {
+		t.Fatal("the batch never recorded index 5")
+	}
+	type readResult struct {
+		st  *appliedState
+		err error
+	}
+	got := make(chan readResult, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		st, err := f.read(ctx, nil)
+		got <- readResult{st, err}
+	}()
+	// The reader found the lock held and asked for a view (want), so it
+	// is waiting now; let the batch end.
+	if !poll(t, 10*time.Second, func() bool { return f.want.Load() }) {
+		t.Fatal("the reader never asked for a view")
+	}
+	<-held
+	<-applied
+	select {
+	case r := <-got:
+		if r.err != nil || r.st.index < 5 {
+			t.Fatalf("read after the batch: got index %v, err %v; want index >= 5", r.st, r.err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("read still waiting 5 s after the last batch ended: applied %d, published %d",
+			f.applied.Load(), f.state.Load().index)
+	}
+}
+
+// TestReadDuringRestore: a snapshot install decodes before it takes the
+// lock readers may need, so reads are served meanwhile, and a failed
+// install leaves nobody waiting.
+func TestReadDuringRestore(t *testing.T) {
+	f := newTestFSM(t, 7, newWaiters())
+	f.ApplyBatch([]*raft.Log{putEntry(t, 5, 9, 1, "k")})
+	if f.state.Load().index >= 5 {
+		t.Fatal("setup: the batch published a view though nobody asked")
+	}
+	pr, pw := io.Pipe()
+	restored := make(chan error, 1)
+	go func() { restored <- f.Restore(pr) }()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := f.read(ctx, nil) // Restore is blocked reading the pipe
+	if err != nil || st.index < 5 {
+		t.Fatalf("read while a restore decodes: got %v, %v; want index >= 5", st, err)
+	}
+	pw.Write([]byte("not a snapshot"))
+	pw.Close()
+	if err := <-restored; err == nil {
+		t.Fatal("Restore of garbage succeeded")
+	}
+	f.ApplyBatch([]*raft.Log{putEntry(t, 6, 9, 2, "k")})
+	if st, err := f.read(ctx, nil); err != nil || st.index < 6 {
+		t.Fatalf("read after a failed restore: got %v, %v; want index >= 6", st, err)
+	}
+}
+
+// logBuffer collects a node's log lines; safe for concurrent writers.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestNoWatchWarningWithoutWatchers: a follower that published no view
+// while writes and a compaction went by must not warn about compacted
+// revisions when a read finally publishes one, since no watcher missed
+// anything (found by review).
+func TestNoWatchWarningWithoutWatchers(t *testing.T) {
+	var logs []*logBuffer
+	c := newCluster(t, 3, func(cfg *Config) {
+		b := &logBuffer{}
+		logs = append(logs, b)
+		cfg.Logger = slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	})
+	l, f := c.waitLeader(), c.follower()
+	mustGet(t, c.nodes[f], "x", WithSerializable())
+	var last *PutResponse
+	for i := 0; i < 20; i++ {
+		last = mustPut(t, c.nodes[l], fmt.Sprint("k", i), "v")
+	}
+	if err := c.nodes[l].Compact(ctxT(t), last.Header.Revision); err != nil {
+		t.Fatal(err)
+	}
+	if !poll(t, 10*time.Second, func() bool { return c.nodes[f].fsm.applied.Load() >= c.nodes[l].fsm.applied.Load() }) {
+		t.Fatal("the follower did not apply the compaction")
+	}
+	mustGet(t, c.nodes[f], "x", WithSerializable())
+	c.closeAll()
+	for i, b := range logs {
+		if got := b.String(); strings.Contains(got, "compacted before dispatch") {
+			t.Errorf("node %d warned with no watcher open:\n%s", i+1, got)
+		}
 	}
 }

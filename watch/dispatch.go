@@ -30,6 +30,13 @@ type cacheEntry[T any] struct {
 // dispatch moves the hub to View v: it sends the synced watchers the
 // events of the revisions after lastRev, and adopts v for catch-up.
 func (h *Hub[T]) dispatch(v *mvcc.View) {
+	if h.nWatchers == 0 {
+		// Nobody to send to. The store publishes views lazily while no
+		// watcher is open, so v may be far ahead (even past a compaction):
+		// adopt it without reading its events.
+		h.view, h.lastRev = v, v.Rev()
+		return
+	}
 	old := h.lastRev
 	switch {
 	case v.Rev() < old:
