@@ -94,11 +94,14 @@ type Config struct {
 	// MaxTxnDepth caps txn nesting (default 8, at most 16).
 	MaxTxnDepth int
 	// CompactionRetention is how many revisions of history the leader keeps
-	// (default 10000): once the store is 2 x CompactionRetention revisions past
-	// the compaction point, the leader proposes a compaction to
-	// revision - CompactionRetention. Negative disables automatic compaction.
+	// (default 10000): once the store is CompactionRetention + 1/8 of it
+	// revisions past the compaction point, the leader proposes a compaction
+	// to revision - CompactionRetention. Compacting in small steps keeps each
+	// compaction (applied on every node at once) short. Negative disables
+	// automatic compaction.
 	CompactionRetention int64
-	// CompactionCheckInterval is how often the leader checks (default 1 s).
+	// CompactionCheckInterval is how often the leader checks (default
+	// 100 ms).
 	CompactionCheckInterval time.Duration
 	// LeaderWaitTimeout bounds how long a call whose context has no deadline
 	// waits for a leader before failing with ErrNoLeader (default 5 s).
@@ -229,7 +232,7 @@ func (c Config) withDefaults() (Config, error) {
 		{&c.ElectionTimeout, 500 * time.Millisecond},
 		{&c.CommitTimeout, time.Millisecond},
 		{&c.SnapshotInterval, 30 * time.Second},
-		{&c.CompactionCheckInterval, time.Second},
+		{&c.CompactionCheckInterval, 100 * time.Millisecond},
 		{&c.LeaderWaitTimeout, 5 * time.Second},
 		{&c.WatchProgressNotifyInterval, 10 * time.Minute},
 		{&c.LeaseCheckpointInterval, 2 * time.Second},

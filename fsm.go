@@ -53,6 +53,8 @@ type fsm struct {
 	state   atomic.Pointer[appliedState] // the newest published view
 	applied atomic.Uint64                // index applied to app; >= state.index
 	want    atomic.Bool                  // a reader asked: publish at the end of the batch
+	// rev and compactRev are app.kv's at the end of the last batch.
+	rev, compactRev atomic.Int64
 
 	// sinceSnapshot counts the bytes of the entries applied since the last
 	// raft snapshot (see runSnapshotter).
@@ -122,6 +124,10 @@ func (f *fsm) read(ctx context.Context, stop <-chan struct{}) (*appliedState, er
 	}
 }
 
+// revisions returns the store's revision and compaction revision as of the
+// last applied batch, without taking a view.
+func (f *fsm) revisions() (rev, compactRev int64) { return f.rev.Load(), f.compactRev.Load() }
+
 // latest is read for callers that must not wait: a fresh view when no
 // batch is running, else the published one.
 func (f *fsm) latest() *appliedState {
@@ -162,6 +168,8 @@ func (f *fsm) publishLocked(index uint64, mode viewMode) {
 	if index > f.applied.Load() || mode == viewReplace {
 		f.applied.Store(index)
 	}
+	f.rev.Store(f.app.kv.Rev())
+	f.compactRev.Store(f.app.kv.CompactRev())
 	wanted := f.want.Swap(false)
 	withView := mode != viewIfWanted || wanted || (f.eager != nil && f.eager())
 	old := f.state.Load()

@@ -86,9 +86,12 @@ func (s *Store) demoteLessor() {
 }
 
 // runCompactor keeps history bounded: on the leader, once the store is
-// 2 x CompactionRetention revisions past the compaction point, it proposes a
-// compaction to revision - CompactionRetention. The compaction itself is an
-// ordinary raft entry, so every node compacts at the same revision.
+// CompactionRetention + 1/8 of it revisions past the compaction point, it
+// proposes a compaction to revision - CompactionRetention. The compaction
+// itself is an ordinary raft entry, so every node compacts at the same
+// revision; small steps keep each one short, since every node applies it
+// at the same moment. It reads the revisions without taking a view (a view
+// would make the next writes copy the btree paths they touch).
 func (s *Store) runCompactor() {
 	retention := s.cfg.CompactionRetention
 	if retention <= 0 {
@@ -98,11 +101,11 @@ func (s *Store) runCompactor() {
 		if s.raft.State() != raft.Leader {
 			return
 		}
-		v := s.fsm.latest().view
-		if v.Rev()-v.CompactRev() < 2*retention {
+		rev, compacted := s.fsm.revisions()
+		if rev-compacted < retention+max(retention/8, 1) {
 			return
 		}
-		target := v.Rev() - retention
+		target := rev - retention
 		// propose itself gives up when the store closes.
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		_, err := s.propose(ctx, &request{Kind: reqCompact, Compact: target})
