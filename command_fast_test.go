@@ -448,27 +448,7 @@ func FuzzDecodeCommandFast(f *testing.F) {
 // encodeCommand and decodeCommand used before the hand-written ones, on
 // BenchmarkCommand's request, for comparison.
 func BenchmarkCommandReflect(b *testing.B) {
-	req := &request{Kind: reqPut, Origin: 1, Seq: 1, Put: &putReq{Key: []byte("key-000123"), Value: []byte(benchValue)}}
-	b.Run("encode", func(b *testing.B) {
-		b.ReportAllocs()
-		for i := 0; i < b.N; i++ {
-			if _, err := encodeCommandReflect(cmdRequest, req); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	cmd, err := encodeCommandReflect(cmdRequest, req)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Run("decode", func(b *testing.B) {
-		b.ReportAllocs()
-		for i := 0; i < b.N; i++ {
-			if _, err := decodeCommandReflect(cmd); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
+	benchCodec(b, encodeCommandReflect, decodeCommandReflect)
 }
 
 // head returns at most the first 64 bytes of b, for messages.

@@ -1,16 +1,15 @@
 package store
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/embedkv/store/internal/testlog"
 	"github.com/embedkv/store/lease"
 	"github.com/hashicorp/raft"
 )
@@ -243,34 +242,16 @@ func TestReadDuringRestore(t *testing.T) {
 	}
 }
 
-// logBuffer collects a node's log lines; safe for concurrent writers.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestNoWatchWarningWithoutWatchers: a follower that published no view
 // while writes and a compaction went by must not warn about compacted
 // revisions when a read finally publishes one, since no watcher missed
 // anything (found by review).
 func TestNoWatchWarningWithoutWatchers(t *testing.T) {
-	var logs []*logBuffer
+	var logs []*testlog.Buffer
 	c := newCluster(t, 3, func(cfg *Config) {
-		b := &logBuffer{}
+		b := &testlog.Buffer{}
 		logs = append(logs, b)
-		cfg.Logger = slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		cfg.Logger = b.Logger(slog.LevelWarn)
 	})
 	l, f := c.waitLeader(), c.follower()
 	mustGet(t, c.nodes[f], "x", WithSerializable())
@@ -287,8 +268,8 @@ func TestNoWatchWarningWithoutWatchers(t *testing.T) {
 	mustGet(t, c.nodes[f], "x", WithSerializable())
 	c.closeAll()
 	for i, b := range logs {
-		if got := b.String(); strings.Contains(got, "compacted before dispatch") {
-			t.Errorf("node %d warned with no watcher open:\n%s", i+1, got)
+		if b.Contains("compacted before dispatch") {
+			t.Errorf("node %d warned with no watcher open:\n%s", i+1, b.String())
 		}
 	}
 }

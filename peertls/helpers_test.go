@@ -1,7 +1,6 @@
 package peertls_test
 
 import (
-	"bytes"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -11,10 +10,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/embedkv/store/internal/testlog"
 	"github.com/embedkv/store/internal/testpki"
 	"github.com/embedkv/store/peertls"
 )
@@ -319,41 +318,11 @@ func checkIdentity(t *testing.T, what, got string, err error, want string, wantE
 	}
 }
 
-// logBuffer collects log output for inspection; it is safe for
-// concurrent use.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-// Write appends p.
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
+// logBuffer collects log output for inspection.
+type logBuffer struct{ testlog.Buffer }
 
 // count returns how many lines contain s.
-func (l *logBuffer) count(s string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	n := 0
-	for _, line := range strings.Split(l.b.String(), "\n") {
-		if strings.Contains(line, s) {
-			n++
-		}
-	}
-	return n
-}
-
-// String returns everything logged so far.
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+func (l *logBuffer) count(s string) int { return l.Count(s) }
 
 // logger returns a logger writing to l at every level.
-func (l *logBuffer) logger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
+func (l *logBuffer) logger() *slog.Logger { return l.Logger(slog.LevelDebug) }
