@@ -21,8 +21,9 @@ import (
 //     one heartbeat round to a quorum (VerifyLeader). Reads that arrive while
 //     a round is in flight share the next round: one quorum round serves
 //     every read waiting at that moment.
-//  3. The reader waits until its node's FSM has applied C, then reads its
-//     published view. A follower gets C from the leader over node RPC.
+//  3. The reader waits until its node's FSM has applied C, then reads a
+//     view that includes it (fsm.read). A follower gets C from the leader
+//     over node RPC.
 type readIndexer struct {
 	s *Store
 
