@@ -208,51 +208,28 @@ func (s *Store) changedKeys(from, to int64, limit int) ([][]byte, bool) {
 }
 
 // droppable returns the history items of keys that compaction at rev
-// removes: for each key every version older than the newest one at or
-// below rev, and that one too if it is a tombstone.
+// removes (see dropVersions).
 func (s *Store) droppable(keys [][]byte, rev int64) []histItem {
 	var drop []histItem
 	it := s.hist.Iter()
 	defer it.Release()
 	for _, key := range keys {
-		newest := true
-		for ok := it.Seek(histAt(key, rev)); ok; ok = it.Next() {
-			h := it.Item()
-			if !bytes.Equal(h.key, key) {
-				break
-			}
-			if newest {
-				newest = false
-				if !h.kv.isTombstone() {
-					continue
-				}
-			}
-			drop = append(drop, h)
+		if it.Seek(histAt(key, rev)) && bytes.Equal(it.Item().key, key) {
+			drop, _ = dropVersions(&it, rev, drop)
 		}
 	}
 	return drop
 }
 
-// compactScan walks history from the probe from, appending to drop the items
-// that compaction at rev removes. It stops at a key boundary once drop holds
-// compactChunk items and returns the probe to resume from (the first item
-// of the next key) with more == true.
-func (s *Store) compactScan(from histItem, rev int64, drop []histItem) (_ []histItem, next histItem, more bool) {
-	it := s.hist.Iter()
-	defer it.Release()
-	var (
-		key  []byte
-		have bool // key is set
-		seen bool // key's newest item <= rev has been seen
-	)
-	for ok := it.Seek(from); ok; ok = it.Next() {
+// dropVersions appends to drop the items of the key under it that
+// compaction at rev removes: every version older than the newest one at or
+// below rev, and that one too if it is a tombstone. It leaves it on the
+// first item of the next key and reports whether there is one.
+func dropVersions(it *btree.IterG[histItem], rev int64, drop []histItem) ([]histItem, bool) {
+	key := it.Item().key
+	seen := false // key's newest item <= rev has been seen
+	for {
 		h := it.Item()
-		if !have || !bytes.Equal(h.key, key) {
-			if len(drop) >= compactChunk {
-				return drop, histItem{key: h.key, rev: math.MaxInt64, sub: math.MaxInt64}, true
-			}
-			key, have, seen = h.key, true, false
-		}
 		switch {
 		case h.rev > rev:
 			// still visible at revisions > rev
@@ -266,6 +243,27 @@ func (s *Store) compactScan(from histItem, rev int64, drop []histItem) (_ []hist
 			// older than the version visible at rev: invisible from rev on
 			drop = append(drop, h)
 		}
+		if !it.Next() {
+			return drop, false
+		}
+		if !bytes.Equal(it.Item().key, key) {
+			return drop, true
+		}
+	}
+}
+
+// compactScan walks history from the probe from, appending to drop the items
+// that compaction at rev removes. It stops at a key boundary once drop holds
+// compactChunk items and returns the probe to resume from (the first item
+// of the next key) with more == true.
+func (s *Store) compactScan(from histItem, rev int64, drop []histItem) (_ []histItem, next histItem, more bool) {
+	it := s.hist.Iter()
+	defer it.Release()
+	for ok := it.Seek(from); ok; {
+		if len(drop) >= compactChunk {
+			return drop, histItem{key: it.Item().key, rev: math.MaxInt64, sub: math.MaxInt64}, true
+		}
+		drop, ok = dropVersions(&it, rev, drop)
 	}
 	return drop, histItem{}, false
 }
