@@ -106,9 +106,7 @@ func (f *fsm) read(ctx context.Context, stop <-chan struct{}) (*appliedState, er
 		if st.index >= target {
 			return st, nil
 		}
-		if f.captureMu.TryLock() {
-			f.publishLocked(f.applied.Load(), viewNow)
-			f.unlockAndWake()
+		if f.tryRefresh() {
 			continue
 		}
 		// A batch (or a restore) is running; it publishes when it ends,
@@ -131,11 +129,22 @@ func (f *fsm) revisions() (rev, compactRev int64) { return f.rev.Load(), f.compa
 // latest is read for callers that must not wait: a fresh view when no
 // batch is running, else the published one.
 func (f *fsm) latest() *appliedState {
-	if f.state.Load().index < f.applied.Load() && f.captureMu.TryLock() {
-		f.publishLocked(f.applied.Load(), viewNow)
-		f.unlockAndWake()
+	if f.state.Load().index < f.applied.Load() {
+		f.tryRefresh()
 	}
 	return f.state.Load()
+}
+
+// tryRefresh publishes a view of the applied state unless a batch (or a
+// restore, or another view taker) holds captureMu, and reports whether it
+// did.
+func (f *fsm) tryRefresh() bool {
+	if !f.captureMu.TryLock() {
+		return false
+	}
+	f.publishLocked(f.applied.Load(), viewNow)
+	f.unlockAndWake()
+	return true
 }
 
 // unlockAndWake releases captureMu and wakes everyone waiting in read or
@@ -162,25 +171,20 @@ const (
 
 // publishLocked, called under captureMu, marks index as applied and, as
 // mode says, publishes a view of the store (a new one only if the store
-// changed since the last). It wakes everyone waiting for the next batch or
-// view.
+// changed since the last). index is the last index of the batch just
+// applied, the restored snapshot's, or (viewNow) the applied one, so it
+// never goes below the published view's. It wakes everyone waiting for
+// the next batch or view.
 func (f *fsm) publishLocked(index uint64, mode viewMode) {
-	if index > f.applied.Load() || mode == viewReplace {
-		f.applied.Store(index)
-	}
+	f.applied.Store(index)
 	f.rev.Store(f.app.kv.Rev())
 	f.compactRev.Store(f.app.kv.CompactRev())
 	wanted := f.want.Swap(false)
 	withView := mode != viewIfWanted || wanted || (f.eager != nil && f.eager())
 	old := f.state.Load()
 	view := old.view
-	if withView {
-		if mode == viewReplace || view.Rev() != f.app.kv.Rev() || view.CompactRev() != f.app.kv.CompactRev() {
-			view = f.app.kv.View()
-		}
-		if index < old.index && mode != viewReplace {
-			index = old.index
-		}
+	if withView && (mode == viewReplace || view.Rev() != f.app.kv.Rev() || view.CompactRev() != f.app.kv.CompactRev()) {
+		view = f.app.kv.View()
 	}
 	f.mu.Lock()
 	if withView {
