@@ -334,40 +334,27 @@ func parseRequestMap(b []byte, pr *parsedRequest) (int, bool) {
 	if len(b) == 0 || b[0]&0xf0 != mpFixmap {
 		return 0, false
 	}
-	n := int(b[0] & 0x0f)
-	pos := 1
-	var seen uint16
-	for range n {
-		var key []byte
-		var ok bool
-		if key, pos, ok = readFixstr(b, pos); !ok {
-			return 0, false
-		}
-		var bit uint16
+	return walkFixmap(b, 1, int(b[0]&0x0f), func(key []byte, pos int) (bit uint16, next int, ok bool) {
+		var v int64
 		switch string(key) {
 		case "o":
-			bit = seenOrigin
-			pr.origin, pos, ok = readUint(b, pos)
+			v, next, ok = readInteger(b, pos)
+			pr.origin = uint64(v)
+			return seenOrigin, next, ok
 		case "q":
-			bit = seenSeq
-			pr.seq, pos, ok = readUint(b, pos)
+			v, next, ok = readInteger(b, pos)
+			pr.seq = uint64(v)
+			return seenSeq, next, ok
 		case "k":
-			bit = seenKind
-			var k uint64
-			k, pos, ok = readUint(b, pos)
-			pr.kind = reqKind(k) // truncated, as reflect's SetUint does
+			v, next, ok = readInteger(b, pos)
+			pr.kind = reqKind(v) // truncated, as reflect's SetUint does
+			return seenKind, next, ok
 		case "p":
-			bit = seenPut
-			pos, ok = parsePutMap(b, pos, pr)
-		default:
-			return 0, false
+			next, ok = parsePutMap(b, pos, pr)
+			return seenPut, next, ok
 		}
-		if !ok || seen&bit != 0 {
-			return 0, false
-		}
-		seen |= bit
-	}
-	return pos, true
+		return 0, 0, false
+	})
 }
 
 // parsePutMap parses the value of the "p" key at b[pos:], a nil or a putReq
@@ -385,38 +372,45 @@ func parsePutMap(b []byte, pos int, pr *parsedRequest) (int, bool) {
 		return 0, false
 	}
 	pr.hasPut = true
-	n := int(c & 0x0f)
+	return walkFixmap(b, pos, int(c&0x0f), func(key []byte, pos int) (bit uint16, next int, ok bool) {
+		switch string(key) {
+		case "k":
+			pr.key, next, ok = readBytes(b, pos)
+			return seenPutKey, next, ok
+		case "v":
+			pr.value, next, ok = readBytes(b, pos)
+			return seenPutValue, next, ok
+		case "l":
+			pr.lease, next, ok = readInteger(b, pos)
+			return seenPutLease, next, ok
+		case "p":
+			pr.prevKV, next, ok = readBool(b, pos)
+			return seenPutPrevKV, next, ok
+		case "iv":
+			pr.ignoreValue, next, ok = readBool(b, pos)
+			return seenPutIgnoreValue, next, ok
+		case "il":
+			pr.ignoreLease, next, ok = readBool(b, pos)
+			return seenPutIgnoreLease, next, ok
+		}
+		return 0, 0, false
+	})
+}
+
+// walkFixmap reads the n entries of a fixmap whose body starts at b[pos:]:
+// each key must be a fixstr that field knows (it returns the key's bit, 0
+// for an unknown key) and that appears once; field parses the value at pos
+// and returns the position after it. It returns the position after the
+// map.
+func walkFixmap(b []byte, pos, n int, field func(key []byte, pos int) (bit uint16, next int, ok bool)) (int, bool) {
 	var seen uint16
 	for range n {
-		var key []byte
-		var ok bool
-		if key, pos, ok = readFixstr(b, pos); !ok {
+		key, next, ok := readFixstr(b, pos)
+		if !ok {
 			return 0, false
 		}
 		var bit uint16
-		switch string(key) {
-		case "k":
-			bit = seenPutKey
-			pr.key, pos, ok = readBytes(b, pos)
-		case "v":
-			bit = seenPutValue
-			pr.value, pos, ok = readBytes(b, pos)
-		case "l":
-			bit = seenPutLease
-			pr.lease, pos, ok = readInt(b, pos)
-		case "p":
-			bit = seenPutPrevKV
-			pr.prevKV, pos, ok = readBool(b, pos)
-		case "iv":
-			bit = seenPutIgnoreValue
-			pr.ignoreValue, pos, ok = readBool(b, pos)
-		case "il":
-			bit = seenPutIgnoreLease
-			pr.ignoreLease, pos, ok = readBool(b, pos)
-		default:
-			return 0, false
-		}
-		if !ok || seen&bit != 0 {
+		if bit, pos, ok = field(key, next); !ok || bit == 0 || seen&bit != 0 {
 			return 0, false
 		}
 		seen |= bit
@@ -484,26 +478,22 @@ func readBytes(b []byte, pos int) (span, int, bool) {
 		return span{isNil: true}, pos, true
 	case c&0xe0 == mpFixstr:
 		l = uint64(c & 0x1f)
-	case c == mpBin8, c == mpStr8:
-		v, p, ok := readBE(b, pos, 1)
-		if !ok {
-			return span{}, 0, false
-		}
-		l, pos = v, p
-	case c == mpBin16, c == mpStr16:
-		v, p, ok := readBE(b, pos, 2)
-		if !ok {
-			return span{}, 0, false
-		}
-		l, pos = v, p
-	case c == mpBin32, c == mpStr32:
-		v, p, ok := readBE(b, pos, 4)
-		if !ok {
-			return span{}, 0, false
-		}
-		l, pos = v, p
 	default:
-		return span{}, 0, false
+		var width int
+		switch c {
+		case mpBin8, mpStr8:
+			width = 1
+		case mpBin16, mpStr16:
+			width = 2
+		case mpBin32, mpStr32:
+			width = 4
+		default:
+			return span{}, 0, false
+		}
+		var ok bool
+		if l, pos, ok = readBE(b, pos, width); !ok {
+			return span{}, 0, false
+		}
 	}
 	if l > uint64(len(b)-pos) {
 		return span{}, 0, false
@@ -512,25 +502,11 @@ func readBytes(b []byte, pos int) (span, int, bool) {
 	return span{start: pos, end: end}, end, true
 }
 
-// readUint reads an integer field of an unsigned type at b[pos:] as the
-// reflective decoder does: nil is 0, and signed encodings are sign-extended
-// to 64 bits and converted.
-func readUint(b []byte, pos int) (uint64, int, bool) {
-	v, pos, ok := readInteger(b, pos)
-	return uint64(v), pos, ok
-}
-
-// readInt reads an integer field of a signed type at b[pos:] as the
-// reflective decoder does: nil is 0, and an unsigned 64-bit value above
-// MaxInt64 wraps.
-func readInt(b []byte, pos int) (int64, int, bool) {
-	return readInteger(b, pos)
-}
-
 // readInteger reads nil (as 0) or a msgpack integer of any width at b[pos:]
 // and returns its two's-complement value and the position after it. The
 // msgpack decoder's uint64 and int64 readers agree bit for bit on every
-// encoding, so both field kinds share it.
+// encoding (signed ones sign-extended, a uint64 above MaxInt64 wrapping),
+// so unsigned fields take the value converted.
 func readInteger(b []byte, pos int) (int64, int, bool) {
 	if pos >= len(b) {
 		return 0, 0, false
