@@ -8,7 +8,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/embedkv/store/lease"
 	"github.com/hashicorp/raft"
 )
 
@@ -139,9 +138,7 @@ func FuzzApplyBatch(f *testing.F) {
 	f.Add(encodeBatch([][]byte{put, {cmdRequest, 0xc1}}))
 	f.Add([]byte{cmdBatch, 0x80})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		lessor := lease.New(lease.Config{Clock: lease.RealClock()})
-		defer lessor.Close()
-		fsm := newFSM(testLogger(t), 1, newWaiters(), newLeaseTable(lessor))
+		fsm := newTestFSM(t, 1, newWaiters())
 		data := append([]byte{cmdBatch}, b...)
 		out := fsm.ApplyBatch([]*raft.Log{{Index: 1, Term: 1, Type: raft.LogCommand, Data: data}})
 		if len(out) != 1 {

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/embedkv/store/lease"
 )
 
 // testLogger returns a logger that prints warnings and errors only when
@@ -248,4 +250,11 @@ var errCanceled = context.Canceled
 
 func contextWithCancel(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithCancel(ctx)
+}
+
+// newTestFSM returns an FSM on its own, for tests that drive ApplyBatch.
+func newTestFSM(t testing.TB, bootID uint64, w *waiters) *fsm {
+	lessor := lease.New(lease.Config{Clock: lease.RealClock()})
+	t.Cleanup(lessor.Close)
+	return newFSM(testLogger(t), bootID, w, newLeaseTable(lessor))
 }

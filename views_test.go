@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/embedkv/store/internal/testlog"
-	"github.com/embedkv/store/lease"
 	"github.com/hashicorp/raft"
 )
 
@@ -146,13 +145,6 @@ func TestWatchAfterLazyWrites(t *testing.T) {
 			}
 		})
 	}
-}
-
-// newTestFSM returns an FSM on its own, for tests that drive ApplyBatch.
-func newTestFSM(t *testing.T, bootID uint64, w *waiters) *fsm {
-	lessor := lease.New(lease.Config{Clock: lease.RealClock()})
-	t.Cleanup(lessor.Close)
-	return newFSM(testLogger(t), bootID, w, newLeaseTable(lessor))
 }
 
 // putEntry is raft log entry index holding a Put of key by (origin, seq).
