@@ -70,9 +70,10 @@ type fsm struct {
 	// configuration entry. It must not block nor call into raft.
 	onConfig func(c raft.Configuration, index uint64)
 
-	// mu guards changed, which is closed and replaced at the end of every
-	// batch and on every publish, so that waitApplied and read can sleep
-	// until the next one. Lock order: mu is a leaf.
+	// mu guards changed, which unlockAndWake closes and replaces whenever
+	// captureMu is released (after every batch, restore and view taken),
+	// so that waitApplied and read can sleep until then. Lock order: mu is
+	// a leaf.
 	mu      sync.Mutex
 	changed chan struct{}
 }
@@ -148,10 +149,10 @@ func (f *fsm) tryRefresh() bool {
 }
 
 // unlockAndWake releases captureMu and wakes everyone waiting in read or
-// waitApplied. A reader that found captureMu held waits for a publish or
-// for this wake-up, then retries; without it, a reader arriving after a
-// batch published nothing (no reader had asked yet) but before the batch
-// released the lock would sleep until the next batch.
+// waitApplied; it is the only wake-up. A reader that found captureMu held
+// waits for it, then retries, so even a batch that published no view (no
+// reader had asked yet) wakes a reader that arrived before it released
+// the lock.
 func (f *fsm) unlockAndWake() {
 	f.captureMu.Unlock()
 	f.mu.Lock()
@@ -173,8 +174,8 @@ const (
 // mode says, publishes a view of the store (a new one only if the store
 // changed since the last). index is the last index of the batch just
 // applied, the restored snapshot's, or (viewNow) the applied one, so it
-// never goes below the published view's. It wakes everyone waiting for
-// the next batch or view.
+// never goes below the published view's. Waiters wake when the caller
+// releases captureMu (unlockAndWake).
 func (f *fsm) publishLocked(index uint64, mode viewMode) {
 	f.applied.Store(index)
 	f.rev.Store(f.app.kv.Rev())
@@ -186,13 +187,9 @@ func (f *fsm) publishLocked(index uint64, mode viewMode) {
 	if withView && (mode == viewReplace || view.Rev() != f.app.kv.Rev() || view.CompactRev() != f.app.kv.CompactRev()) {
 		view = f.app.kv.View()
 	}
-	f.mu.Lock()
 	if withView {
 		f.state.Store(&appliedState{view: view, index: index})
 	}
-	close(f.changed)
-	f.changed = make(chan struct{})
-	f.mu.Unlock()
 	if view != old.view && f.onPublish != nil {
 		f.onPublish(view)
 	}
