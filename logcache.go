@@ -78,8 +78,8 @@ func (c *logCache) StoreLogs(logs []*raft.Log) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, l := range logs {
-		if l.Index != c.next || c.first == c.next {
-			c.resetLocked(l.Index) // not contiguous (or empty): start over
+		if l.Index != c.next {
+			c.resetLocked(l.Index) // not contiguous: start over
 		}
 		if c.next-c.first == uint64(len(c.ring)) {
 			c.evictLocked()
