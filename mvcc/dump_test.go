@@ -86,7 +86,7 @@ func checkInvariants(t testing.TB, s *Store) {
 		}
 		atOrBelowC := 0
 		for i, h := range items {
-			if h.rev != h.kv.ModRevision || !bytes.Equal(h.key, h.kv.Key) || h.rev < 2 || h.rev > s.rev {
+			if h.rev != h.kv.ModRevision || !bytes.Equal(h.key, h.kv.Key) || h.tomb != h.kv.isTombstone() || h.rev < 2 || h.rev > s.rev {
 				fail("key %q: bad item at %d", h.key, h.rev)
 			}
 			if h.rev <= s.compactRev {
@@ -139,7 +139,7 @@ func checkInvariants(t testing.TB, s *Store) {
 				fail("event %d/%d: %s", b.rev, sub, fmtEvent(ev))
 			}
 			if b.rev > s.compactRev {
-				h, ok := s.hist.Get(histItem{key: ev.Kv.Key, rev: b.rev, sub: int64(sub)})
+				h, ok := s.hist.Get(histItem{key: ev.Kv.Key, rev: b.rev, sub: int32(sub)})
 				if !ok || h.kv != ev.Kv {
 					fail("event %d/%d (%s) is not in history", b.rev, sub, fmtEvent(ev))
 				}

@@ -166,10 +166,17 @@ func liveLess(a, b liveItem) bool { return bytes.Compare(a.key, b.key) < 0 }
 // a key, ordered by key ascending, then (rev, sub) descending, so the first
 // item at or after {key, r, maxSub} is the newest version of key at r.
 type histItem struct {
-	key []byte    // == kv.Key
-	kv  *KeyValue // the version, or the tombstone (kv.Version == 0)
-	rev int64     // == kv.ModRevision
-	sub int64     // sub-revision within rev
+	key  []byte    // == kv.Key
+	kv   *KeyValue // the version, or the tombstone (kv.Version == 0)
+	rev  int64     // == kv.ModRevision
+	sub  int32     // sub-revision within rev (a revision holds far fewer than 2^31 changes)
+	tomb bool      // == kv.isTombstone(): compaction decides without reading kv
+}
+
+// mkHist returns the history item of version kv (its key, at main
+// revision rev and sub-revision sub).
+func mkHist(kv *KeyValue, rev int64, sub int) histItem {
+	return histItem{key: kv.Key, kv: kv, rev: rev, sub: int32(sub), tomb: kv.isTombstone()}
 }
 
 func histLess(a, b histItem) bool {
@@ -184,13 +191,13 @@ func histLess(a, b histItem) bool {
 
 // histAt is the seek probe for "newest version of key at revision rev".
 func histAt(key []byte, rev int64) histItem {
-	return histItem{key: key, rev: rev, sub: math.MaxInt64}
+	return histItem{key: key, rev: rev, sub: math.MaxInt32}
 }
 
 // histAfter is the seek probe for "first item of the next key after key":
 // it sorts after every real item of key, since real revisions are >= 1.
 func histAfter(key []byte) histItem {
-	return histItem{key: key, rev: math.MinInt64, sub: math.MinInt64}
+	return histItem{key: key, rev: math.MinInt64, sub: math.MinInt32}
 }
 
 // evBatch is an element of the event tree: all events of one main revision,

@@ -255,7 +255,7 @@ func (l *loader) baseEntry(d *decoder) {
 	setKV(kv, nil, key, value)
 	// Keys arrive sorted with one version each: bulk-load both trees.
 	l.s.latest.Load(liveItem{key: kv.Key, kv: kv})
-	l.s.hist.Load(histItem{key: kv.Key, kv: kv, rev: mod})
+	l.s.hist.Load(mkHist(kv, mod, 0))
 	l.lastKey = kv.Key
 	l.nbase++
 	if mod == l.c {

@@ -158,7 +158,7 @@ func (s *Store) Compact(rev int64) error {
 		}
 	} else {
 		var (
-			from = histItem{rev: math.MaxInt64, sub: math.MaxInt64} // first item of the first key
+			from = histAt(nil, math.MaxInt64) // first item of the first key
 			drop []histItem
 			more = true
 		)
@@ -236,7 +236,7 @@ func dropVersions(it *btree.IterG[histItem], rev int64, drop []histItem) ([]hist
 		case !seen:
 			// the version visible at rev: keep it unless it is a tombstone
 			seen = true
-			if h.kv.isTombstone() {
+			if h.tomb {
 				drop = append(drop, h)
 			}
 		default:
@@ -261,7 +261,7 @@ func (s *Store) compactScan(from histItem, rev int64, drop []histItem) (_ []hist
 	defer it.Release()
 	for ok := it.Seek(from); ok; {
 		if len(drop) >= compactChunk {
-			return drop, histItem{key: it.Item().key, rev: math.MaxInt64, sub: math.MaxInt64}, true
+			return drop, histAt(it.Item().key, math.MaxInt64), true
 		}
 		drop, ok = dropVersions(&it, rev, drop)
 	}

@@ -76,7 +76,7 @@ func (t *WriteTxn) Put(key, value []byte, lease int64) (prev *KeyValue) {
 	kv.ModRevision = t.rev
 	kv.Lease = lease
 	s.latest.SetHint(liveItem{key: kv.Key, kv: kv}, &hint)
-	s.hist.Set(histItem{key: kv.Key, kv: kv, rev: t.rev, sub: int64(len(t.evs))})
+	s.hist.Set(mkHist(kv, t.rev, len(t.evs)))
 	b.ev = Event{Type: EventPut, Kv: kv, PrevKv: prev}
 	t.evs = append(t.evs, &b.ev)
 	s.changed()
@@ -116,7 +116,7 @@ func (t *WriteTxn) DeleteRange(key, end []byte) (deleted []*KeyValue) {
 		b := &blocks[i]
 		b.kv = KeyValue{Key: prev.Key, ModRevision: t.rev}
 		s.latest.Delete(liveItem{key: prev.Key})
-		s.hist.Set(histItem{key: prev.Key, kv: &b.kv, rev: t.rev, sub: int64(len(t.evs))})
+		s.hist.Set(mkHist(&b.kv, t.rev, len(t.evs)))
 		b.ev = Event{Type: EventDelete, Kv: &b.kv, PrevKv: prev}
 		t.evs = append(t.evs, &b.ev)
 	}

@@ -165,7 +165,7 @@ func (r *reader) visit(sp *span, rev int64, fn func(kv *KeyValue) bool) {
 			ok = seekAt(&it, h.key, rev)
 			continue
 		}
-		if !h.kv.isTombstone() && !fn(h.kv) {
+		if !h.tomb && !fn(h.kv) {
 			return
 		}
 		if sp.single {
