@@ -107,8 +107,9 @@ func (s *Store) reader(rev int64) reader {
 // changed drops the cached View after a mutation.
 func (s *Store) changed() { s.view = nil }
 
-// compactChunk bounds how many history items a scanning Compact collects
-// before deleting them, so a large compaction needs little transient memory.
+// compactChunk bounds how many keys a scanning Compact collects before
+// deleting from their history, so a large compaction needs little transient
+// memory.
 const compactChunk = 4096
 
 // Compact discards history that no read at a revision >= rev can see, and
@@ -130,9 +131,10 @@ const compactChunk = 4096
 // After a compaction at c every key has at most one version at or below c,
 // and it is not a tombstone, so only keys with an event in (c, rev] can
 // have anything to drop, and the event log lists exactly those. When they
-// are few against the history, Compact seeks just them (O(log n) each);
-// else it scans the whole history, as etcd's compaction does. Either way it
-// then deletes O(log n) per dropped item.
+// are few against the history, Compact visits just them; else it scans the
+// whole history, as etcd's compaction does, to find the keys with something
+// to drop. Either way it then deletes each such key's dropped items in one
+// descent of the tree (O(log n) per key).
 //
 // Compact panics if a write transaction is open.
 func (s *Store) Compact(rev int64) error {
@@ -153,20 +155,16 @@ func (s *Store) Compact(rev int64) error {
 		limit = 0
 	}
 	if keys, ok := s.changedKeys(s.compactRev, rev, limit); ok {
-		for _, h := range s.droppable(keys, rev) {
-			s.hist.Delete(h)
-		}
+		s.dropOld(keys, rev)
 	} else {
 		var (
 			from = histAt(nil, math.MaxInt64) // first item of the first key
-			drop []histItem
+			keys [][]byte
 			more = true
 		)
 		for more {
-			drop, from, more = s.compactScan(from, rev, drop[:0])
-			for _, h := range drop {
-				s.hist.Delete(h)
-			}
+			keys, from, more = s.compactScan(from, rev, keys[:0])
+			s.dropOld(keys, rev)
 		}
 	}
 	for {
@@ -207,63 +205,66 @@ func (s *Store) changedKeys(from, to int64, limit int) ([][]byte, bool) {
 	return slices.CompactFunc(keys, bytes.Equal), true
 }
 
-// droppable returns the history items of keys that compaction at rev
-// removes (see dropVersions).
-func (s *Store) droppable(keys [][]byte, rev int64) []histItem {
-	var drop []histItem
-	it := s.hist.Iter()
-	defer it.Release()
+// keyCompaction decides which items of one key compaction at rev drops,
+// fed the key's items newest first: every version older than the newest
+// one at or below rev, and that one too if it is a tombstone.
+type keyCompaction struct {
+	rev  int64
+	seen bool // the key's newest item <= rev has been seen
+}
+
+func (k *keyCompaction) drops(h histItem) bool {
+	switch {
+	case h.rev > k.rev:
+		return false // still visible at revisions > rev
+	case !k.seen:
+		k.seen = true
+		return h.tomb // the version visible at rev: kept unless a tombstone
+	default:
+		return true // older than the version visible at rev: invisible from rev on
+	}
+}
+
+// dropOld deletes what compaction at rev drops from the history of each of
+// keys (sorted). DeleteAscend removes a key's items where they lie, so a key
+// costs one descent of the tree however many items it drops.
+func (s *Store) dropOld(keys [][]byte, rev int64) {
 	for _, key := range keys {
-		if it.Seek(histAt(key, rev)) && bytes.Equal(it.Item().key, key) {
-			drop, _ = dropVersions(&it, rev, drop)
-		}
-	}
-	return drop
-}
-
-// dropVersions appends to drop the items of the key under it that
-// compaction at rev removes: every version older than the newest one at or
-// below rev, and that one too if it is a tombstone. It leaves it on the
-// first item of the next key and reports whether there is one.
-func dropVersions(it *btree.IterG[histItem], rev int64, drop []histItem) ([]histItem, bool) {
-	key := it.Item().key
-	seen := false // key's newest item <= rev has been seen
-	for {
-		h := it.Item()
-		switch {
-		case h.rev > rev:
-			// still visible at revisions > rev
-		case !seen:
-			// the version visible at rev: keep it unless it is a tombstone
-			seen = true
-			if h.tomb {
-				drop = append(drop, h)
+		k := keyCompaction{rev: rev}
+		s.hist.DeleteAscend(histAt(key, rev), func(h histItem) btree.Action {
+			switch {
+			case !bytes.Equal(h.key, key):
+				return btree.Stop
+			case k.drops(h):
+				return btree.Delete
 			}
-		default:
-			// older than the version visible at rev: invisible from rev on
-			drop = append(drop, h)
-		}
-		if !it.Next() {
-			return drop, false
-		}
-		if !bytes.Equal(it.Item().key, key) {
-			return drop, true
-		}
+			return btree.Keep
+		})
 	}
 }
 
-// compactScan walks history from the probe from, appending to drop the items
-// that compaction at rev removes. It stops at a key boundary once drop holds
-// compactChunk items and returns the probe to resume from (the first item
-// of the next key) with more == true.
-func (s *Store) compactScan(from histItem, rev int64, drop []histItem) (_ []histItem, next histItem, more bool) {
+// compactScan walks history from the probe from, appending to keys the keys
+// from which compaction at rev drops something. It stops at a key boundary
+// once keys holds compactChunk keys and returns the probe to resume from
+// (the first item of the next key) with more == true.
+func (s *Store) compactScan(from histItem, rev int64, keys [][]byte) (_ [][]byte, next histItem, more bool) {
 	it := s.hist.Iter()
 	defer it.Release()
-	for ok := it.Seek(from); ok; {
-		if len(drop) >= compactChunk {
-			return drop, histAt(it.Item().key, math.MaxInt64), true
+	ok := it.Seek(from)
+	for ok {
+		key := it.Item().key
+		if len(keys) >= compactChunk {
+			return keys, histAt(key, math.MaxInt64), true
 		}
-		drop, ok = dropVersions(&it, rev, drop)
+		k := keyCompaction{rev: rev}
+		drops := false
+		for ok && bytes.Equal(it.Item().key, key) {
+			drops = k.drops(it.Item()) || drops
+			ok = it.Next()
+		}
+		if drops {
+			keys = append(keys, key)
+		}
 	}
-	return drop, histItem{}, false
+	return keys, histItem{}, false
 }
