@@ -45,6 +45,7 @@ func runClientsFrom(b *testing.B, c *testCluster, first, clients int, op func(s 
 	var failed atomic.Value
 	b.ResetTimer()
 	start := time.Now()
+	cpu0, cpuOK := processCPU()
 	for g := 0; g < clients; g++ {
 		wg.Add(1)
 		go func(g int) {
@@ -66,6 +67,7 @@ func runClientsFrom(b *testing.B, c *testCluster, first, clients int, op func(s 
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	cpu1, _ := processCPU()
 	b.StopTimer()
 	if err, ok := failed.Load().(error); ok {
 		b.Fatal(err)
@@ -76,6 +78,9 @@ func runClientsFrom(b *testing.B, c *testCluster, first, clients int, op func(s 
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "ops/s")
+	if cpuOK {
+		b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+	}
 	if len(all) > 0 {
 		b.ReportMetric(float64(all[len(all)/2].Microseconds())/1000, "p50-ms")
 		b.ReportMetric(float64(all[len(all)*99/100].Microseconds())/1000, "p99-ms")
