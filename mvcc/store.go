@@ -179,12 +179,13 @@ func (s *Store) Compact(rev int64) error {
 	return nil
 }
 
-// seekRatio: seeking one key's history costs about as much as stepping
-// over this many history items, so Compact seeks the changed keys only
-// when there are fewer than Len()/seekRatio events to visit, and else scans
-// the whole history (BenchmarkCompact: 100k keys scan faster, 1M keys seek
-// faster, for 10k changed keys).
-const seekRatio = 32
+// seekRatio: visiting one changed key (one descent that also deletes what
+// it drops) costs about as much as scanning this many history items, so
+// Compact visits the changed keys only when there are fewer than
+// Len()/seekRatio events, and else scans the whole history. Measured over
+// 100k keys: 1,250 / 3,000 / 6,000 changed keys cost 1.5 / 3.8 / 7.3 ms
+// visited and 4.9 / 6.2 / 9.2 ms scanned.
+const seekRatio = 16
 
 // changedKeys returns, sorted and without repeats, the keys with an event
 // at a revision in [from, to], or false if there are more than limit
