@@ -2,7 +2,9 @@ package mvcc
 
 import (
 	"fmt"
+	"runtime"
 	"testing"
+	"weak"
 )
 
 // compactFixture builds
@@ -236,4 +238,62 @@ func TestDocExample(t *testing.T) {
 	if got := allEvents(t, s.View(), 5, all, all); fmt.Sprint(got) != fmt.Sprint(wantEvents[3:]) {
 		t.Errorf("events from 5: %v", got)
 	}
+}
+
+// TestCompactedVersionsAreFreed checks that a compacted version, with its
+// key and value bytes, becomes garbage: no later version, event or shared
+// buffer may keep it reachable (an Event allocated with its KeyValue used
+// to hold PrevKv, so a key kept every version ever written to it).
+func TestCompactedVersionsAreFreed(t *testing.T) {
+	key := []byte("hot-key")
+	for _, tc := range []struct {
+		name string
+		then func(tx *WriteTxn) // what follows the first version
+	}{
+		{"overwritten", func(tx *WriteTxn) { tx.Put(key, []byte("second"), 0) }},
+		{"deleted-and-recreated", func(tx *WriteTxn) {
+			tx.DeleteRange(key, nil)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := New()
+			kvRef, valueRef := firstVersion(t, s, key)
+			for i := range 3 {
+				tx := s.Write()
+				if i == 0 {
+					tc.then(tx)
+				} else {
+					tx.Put(key, fmt.Appendf(nil, "v%d", i), 0)
+				}
+				tx.End()
+			}
+			if err := s.Compact(s.Rev()); err != nil {
+				t.Fatal(err)
+			}
+			runtime.GC()
+			if kvRef.Value() != nil {
+				t.Errorf("got the first KeyValue still reachable after compaction, want it freed")
+			}
+			if valueRef.Value() != nil {
+				t.Errorf("got the first value's bytes still reachable after compaction, want them freed")
+			}
+			if r, err := s.View().Range(key, nil, RangeOptions{}); err != nil || len(r.KVs) != 1 || string(r.KVs[0].Value) != "v2" {
+				t.Fatalf("got %v, %v; want v2", r, err)
+			}
+		})
+	}
+}
+
+// firstVersion writes key's first version and returns weak pointers to its
+// KeyValue and to its value bytes.
+func firstVersion(t *testing.T, s *Store, key []byte) (weak.Pointer[KeyValue], weak.Pointer[byte]) {
+	t.Helper()
+	tx := s.Write()
+	tx.Put(key, []byte("first version"), 0)
+	tx.End()
+	r, err := s.View().Range(key, nil, RangeOptions{})
+	if err != nil || len(r.KVs) != 1 {
+		t.Fatalf("got %v, %v; want the first version", r, err)
+	}
+	return weak.Make(r.KVs[0]), weak.Make(&r.KVs[0].Value[0])
 }

@@ -252,7 +252,7 @@ func (l *loader) baseEntry(d *decoder) {
 		return
 	}
 	kv := &KeyValue{CreateRevision: create, ModRevision: mod, Version: version, Lease: lease}
-	setKV(kv, nil, key, value)
+	setKV(kv, key, value)
 	// Keys arrive sorted with one version each: bulk-load both trees.
 	l.s.latest.Load(liveItem{key: kv.Key, kv: kv})
 	l.s.hist.Load(mkHist(kv, mod, 0))
@@ -372,7 +372,7 @@ func (l *loader) compactBatch(d *decoder, n uint64) {
 					return
 				}
 				prev = &KeyValue{CreateRevision: pc, ModRevision: pm, Version: pver, Lease: pl}
-				setKV(prev, nil, key, pv)
+				setKV(prev, key, pv)
 			default:
 				d.fail("revision %d: bad previous-value kind %d for %q", c, kind, key)
 				return
@@ -389,11 +389,9 @@ func (l *loader) compactBatch(d *decoder, n uint64) {
 			state[string(key)] = nil
 		} else {
 			kv := &KeyValue{ModRevision: c, Lease: lease, CreateRevision: c, Version: 1}
+			setKV(kv, key, value)
 			if prev != nil {
-				setKV(kv, prev.Key, nil, value)
 				kv.CreateRevision, kv.Version = prev.CreateRevision, prev.Version+1
-			} else {
-				setKV(kv, nil, key, value)
 			}
 			ev.Type, ev.Kv = EventPut, kv
 			state[string(key)] = kv

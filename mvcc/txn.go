@@ -19,13 +19,6 @@ type WriteTxn struct {
 	done bool
 }
 
-// putBlock allocates a put's KeyValue and Event together: they live and die
-// together (both are dropped by the same compactions, give or take one).
-type putBlock struct {
-	kv KeyValue
-	ev Event
-}
-
 // Rev returns the revision the transaction writes at: the store's revision
 // at Write plus one.
 func (t *WriteTxn) Rev() int64 { return t.rev }
@@ -62,14 +55,17 @@ func (t *WriteTxn) Put(key, value []byte, lease int64) (prev *KeyValue) {
 	var hint btree.PathHint // the Set below lands where the Get looked
 	old, _ := s.latest.GetHint(liveItem{key: key}, &hint)
 	prev = old.kv
-	b := new(putBlock)
-	kv := &b.kv
+	// The KeyValue and the Event are separate allocations, and the new
+	// version gets its own copy of the key: a version must not keep alive
+	// anything of the versions before it (an Event allocated with its
+	// KeyValue would hold PrevKv, and so every version ever written to the
+	// key, for as long as the key lives).
+	kv := new(KeyValue)
+	setKV(kv, key, value)
 	if prev != nil {
-		setKV(kv, prev.Key, nil, value)
 		kv.CreateRevision = prev.CreateRevision
 		kv.Version = prev.Version + 1
 	} else {
-		setKV(kv, nil, key, value)
 		kv.CreateRevision = t.rev
 		kv.Version = 1
 	}
@@ -77,13 +73,15 @@ func (t *WriteTxn) Put(key, value []byte, lease int64) (prev *KeyValue) {
 	kv.Lease = lease
 	s.latest.SetHint(liveItem{key: kv.Key, kv: kv}, &hint)
 	s.hist.Set(mkHist(kv, t.rev, len(t.evs)))
-	b.ev = Event{Type: EventPut, Kv: kv, PrevKv: prev}
-	t.evs = append(t.evs, &b.ev)
+	t.evs = append(t.evs, &Event{Type: EventPut, Kv: kv, PrevKv: prev})
 	s.changed()
 	return prev
 }
 
-// delBlock allocates a tombstone and its delete event together.
+// delBlock allocates a tombstone and its delete event together. Unlike a
+// put's, a delete's Event may share the tombstone's allocation: what it
+// keeps alive (PrevKv) is dropped by the same compaction that drops the
+// tombstone, and no later version refers to a tombstone.
 type delBlock struct {
 	kv KeyValue
 	ev Event
@@ -148,17 +146,8 @@ func (t *WriteTxn) End() []*Event {
 }
 
 // setKV points kv.Key and kv.Value at private copies of key and value,
-// made in a single allocation. If sharedKey is non-nil it is used as the Key
-// instead of copying key (keys are immutable, so versions of one key share
-// it). An empty value is stored as nil.
-func setKV(kv *KeyValue, sharedKey, key, value []byte) {
-	if sharedKey != nil {
-		kv.Key = sharedKey
-		if len(value) > 0 {
-			kv.Value = append([]byte(nil), value...)
-		}
-		return
-	}
+// made in a single allocation. An empty value is stored as nil.
+func setKV(kv *KeyValue, key, value []byte) {
 	buf := make([]byte, len(key)+len(value))
 	copy(buf, key)
 	copy(buf[len(key):], value)
