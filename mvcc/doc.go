@@ -129,8 +129,14 @@
 //     sub-revision order. Catch-up is a seek and a scan; unfiltered
 //     catch-up allocates nothing per revision.
 //
-// Compaction scans the history once (as etcd's does) and deletes the
-// dropped items in bounded chunks.
+// Compaction visits the keys changed since the last compaction, or scans
+// the whole history (as etcd's does) when they are many, and removes each
+// key's dropped items in one descent of the tree.
+//
+// Every version owns its KeyValue and one buffer with its key and value
+// bytes; its Event is a separate allocation. Nothing a version keeps
+// reachable belongs to an older version, so a compacted version is garbage
+// as soon as the last View, event or reader holding it lets go.
 //
 // # Snapshots
 //
