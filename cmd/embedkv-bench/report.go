@@ -177,19 +177,23 @@ func printReport(w io.Writer, rep *report, o *options) {
 	fmt.Fprintf(w, "- data on %s (%s), %s; values %d B; key space %s keys; %s per timed workload%s; total %.0f s\n",
 		m.DataFS, rep.Settings.DataDir, fsync, valueSize, fmtCount(float64(o.keySpace)), o.duration, map[bool]string{true: " (-quick)", false: ""}[o.quick], rep.Seconds)
 	fmt.Fprintf(w, "- all nodes of a cluster run in this one process; memory figures are for the whole process, per node = divided by the node count\n\n")
-	fmt.Fprintln(w, "| workload | nodes | clients | ops/s | p50 | p99 | max | notes |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| workload | nodes | clients | ops/s | p50 | p99 | max | CPU/op | notes |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|")
 	for _, r := range rep.Results {
 		ops := "-"
 		if r.OpsPerSec > 0 {
 			ops = fmtCount(r.OpsPerSec)
 		}
+		cpu := "-"
+		if r.CPUUsPerOp > 0 {
+			cpu = fmt.Sprintf("%.1f µs", r.CPUUsPerOp)
+		}
 		notes := r.Notes
 		if r.Errors > 0 {
 			notes = fmt.Sprintf("**%s errors (%.2f %%)**; %s", fmtCount(float64(r.Errors)), 100*float64(r.Errors)/float64(r.Errors+r.Ops), notes)
 		}
-		fmt.Fprintf(w, "| %s | %d | %s (%s) | %s | %s | %s | %s | %s |\n", r.Workload, r.Nodes, fmtCount(float64(r.Clients)), r.Placement,
-			ops, fmtMs(r.P50Ms), fmtMs(r.P99Ms), fmtMs(r.MaxMs), strings.ReplaceAll(notes, "|", "/"))
+		fmt.Fprintf(w, "| %s | %d | %s (%s) | %s | %s | %s | %s | %s | %s |\n", r.Workload, r.Nodes, fmtCount(float64(r.Clients)), r.Placement,
+			ops, fmtMs(r.P50Ms), fmtMs(r.P99Ms), fmtMs(r.MaxMs), cpu, strings.ReplaceAll(notes, "|", "/"))
 	}
 	if len(rep.Targets) > 0 {
 		fmt.Fprintf(w, "\n### Issue 7 targets (3 nodes)\n\n| target | etcd (3 members / 1 member) | embedkv | met |\n|---|---|---|---|\n")

@@ -125,21 +125,24 @@ func exactSummary(ds []time.Duration) latency {
 
 // Result is one row of the table (and one object in the JSON output).
 type Result struct {
-	Workload  string             `json:"workload"`
-	Nodes     int                `json:"nodes"`
-	Clients   int                `json:"clients"`
-	Placement string             `json:"placement"` // where the clients / watchers ran
-	Ops       int64              `json:"ops"`
-	Errors    int64              `json:"errors"`
-	Seconds   float64            `json:"seconds"`
-	OpsPerSec float64            `json:"ops_per_sec,omitempty"`
-	P50Ms     float64            `json:"p50_ms"`
-	P99Ms     float64            `json:"p99_ms"`
-	MaxMs     float64            `json:"max_ms"`
-	Samples   int                `json:"samples"`
-	Notes     string             `json:"notes,omitempty"`
-	Metrics   map[string]float64 `json:"metrics,omitempty"`
-	Err       string             `json:"error,omitempty"` // the workload could not run
+	Workload  string  `json:"workload"`
+	Nodes     int     `json:"nodes"`
+	Clients   int     `json:"clients"`
+	Placement string  `json:"placement"` // where the clients / watchers ran
+	Ops       int64   `json:"ops"`
+	Errors    int64   `json:"errors"`
+	Seconds   float64 `json:"seconds"`
+	OpsPerSec float64 `json:"ops_per_sec,omitempty"`
+	P50Ms     float64 `json:"p50_ms"`
+	P99Ms     float64 `json:"p99_ms"`
+	MaxMs     float64 `json:"max_ms"`
+	// CPUUsPerOp is the process CPU time per operation: every node of the
+	// cluster, the clients and the Go runtime together.
+	CPUUsPerOp float64            `json:"cpu_us_per_op,omitempty"`
+	Samples    int                `json:"samples"`
+	Notes      string             `json:"notes,omitempty"`
+	Metrics    map[string]float64 `json:"metrics,omitempty"`
+	Err        string             `json:"error,omitempty"` // the workload could not run
 }
 
 func (r *Result) setLatency(l latency) {

@@ -38,6 +38,7 @@ var errMissing = errors.New("key missing")
 type clientRun struct {
 	ops, errs int64
 	elapsed   time.Duration
+	cpu       time.Duration // process CPU used during the run; 0 if unknown
 	lat       latency
 	firstErr  error
 }
@@ -63,6 +64,7 @@ func runClients(ctx context.Context, c *cluster, first, clients int, d time.Dura
 	var firstErr atomic.Value
 	var wg sync.WaitGroup
 	start := time.Now()
+	cpu0, cpuOK := processCPU()
 	for g := 0; g < clients; g++ {
 		wg.Add(1)
 		go func(g int) {
@@ -88,6 +90,9 @@ func runClients(ctx context.Context, c *cluster, first, clients int, d time.Dura
 	}
 	wg.Wait()
 	run := clientRun{elapsed: time.Since(start)}
+	if cpu1, _ := processCPU(); cpuOK {
+		run.cpu = cpu1 - cpu0
+	}
 	total := new(hist)
 	for g, h := range hists {
 		total.merge(h)
@@ -109,6 +114,9 @@ func clientResult(name string, c *cluster, clients int, placement string, run cl
 		r.OpsPerSec = float64(run.ops) / run.elapsed.Seconds()
 	}
 	r.setLatency(run.lat)
+	if run.cpu > 0 && run.ops > 0 {
+		r.CPUUsPerOp = float64(run.cpu.Microseconds()) / float64(run.ops)
+	}
 	if run.firstErr != nil {
 		r.note("first error: %v", run.firstErr)
 	}
