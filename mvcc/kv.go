@@ -169,7 +169,7 @@ type histItem struct {
 	key  []byte    // == kv.Key
 	kv   *KeyValue // the version, or the tombstone (kv.Version == 0)
 	rev  int64     // == kv.ModRevision
-	sub  int32     // sub-revision within rev (a revision holds far fewer than 2^31 changes)
+	sub  int32     // sub-revision within rev (WriteTxn's events and Load's batches stay below 2^31)
 	tomb bool      // == kv.isTombstone(): compaction decides without reading kv
 }
 

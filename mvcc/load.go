@@ -8,6 +8,7 @@ import (
 	"hash"
 	"hash/crc32"
 	"io"
+	"math"
 )
 
 // decoder reads the fields of one record, failing (with an error wrapping
@@ -277,6 +278,9 @@ func (l *loader) batch(d *decoder) {
 		return
 	case n == 0:
 		d.fail("empty event batch at revision %d", rev)
+		return
+	case n > math.MaxInt32:
+		d.fail("event batch at revision %d holds %d events, more than a revision can", rev, n)
 		return
 	}
 	if rev == l.c {
