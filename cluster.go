@@ -345,6 +345,18 @@ func (s *Store) configChanged(c raft.Configuration, index uint64) {
 		return
 	}
 	s.memberMu.Lock()
+	gone := s.peerAddrsChangedLocked(c)
+	s.memberMu.Unlock()
+	if gone {
+		// raft's NetworkTransport pools connections per address and never
+		// drops an address that left the configuration: each departed
+		// member would keep a socket and its 256 KiB write buffer forever.
+		// CloseStreams empties the pool (it also resets inbound streams,
+		// so peers reconnect once). Not on the FSM goroutine: it takes the
+		// pool's lock.
+		s.goFunc(s.trans.CloseStreams)
+	}
+	s.memberMu.Lock()
 	defer s.memberMu.Unlock()
 	if s.selfIn(c) {
 		s.memberSince = max(s.memberSince, index)
@@ -353,6 +365,25 @@ func (s *Store) configChanged(c raft.Configuration, index uint64) {
 	if s.memberSince > 0 && index > s.memberSince {
 		s.setRemovedLocked(index)
 	}
+}
+
+// peerAddrsChangedLocked records c's addresses and reports whether an
+// address of the previously recorded configuration is no longer in it.
+// memberMu is held.
+func (s *Store) peerAddrsChangedLocked(c raft.Configuration) bool {
+	addrs := make(map[raft.ServerAddress]bool, len(c.Servers))
+	for _, srv := range c.Servers {
+		addrs[srv.Address] = true
+	}
+	gone := false
+	for a := range s.peerAddrs {
+		if !addrs[a] {
+			gone = true
+			break
+		}
+	}
+	s.peerAddrs = addrs
+	return gone
 }
 
 // serveRemoved handles the leader's notice that this node was removed by

@@ -204,6 +204,11 @@ func TestMembershipGrowAndShrinkUnderWrites(t *testing.T) {
 	if n == 0 {
 		t.Fatal("the writer acknowledged no write")
 	}
+	// Alone again, n1 keeps no connection to the members that left (raft's
+	// connection pool would keep one per departed address forever).
+	if !poll(t, 10*time.Second, func() bool { return n1.mux.Conns() == 0 }) {
+		t.Errorf("open connections on n1 after the others left: got %d, want 0", n1.mux.Conns())
+	}
 	t.Logf("acknowledged writes while growing 1->5 and shrinking back: %d, none lost", n)
 }
 

@@ -145,7 +145,9 @@ func (c *coalescer) take() []*queuedCmd {
 	}
 	out := make([]*queuedCmd, n)
 	copy(out, c.queue)
-	c.queue = append(c.queue[:0], c.queue[n:]...)
+	rest := copy(c.queue, c.queue[n:])
+	clear(c.queue[rest:]) // the proposed commands (up to 4 MiB) must not stay reachable
+	c.queue = c.queue[:rest]
 	if len(c.queue) > 0 {
 		select {
 		case c.kick <- struct{}{}:

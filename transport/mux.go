@@ -90,6 +90,15 @@ func Listen(cfg Config) (*Mux, error) {
 // the address raft knows this node by.
 func (m *Mux) Addr() string { return m.addr }
 
+// Conns returns the number of open connections the Mux accepted or dialled
+// (raft's included), for monitoring and for tests that look for
+// connections nobody closes.
+func (m *Mux) Conns() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.conns)
+}
+
 // RaftLayer returns the raft.StreamLayer carrying this Mux's raft traffic,
 // for raft.NewNetworkTransport. Every call returns the same layer; once
 // closed (NetworkTransport.Close closes it) it stays closed, so a Mux
