@@ -188,6 +188,14 @@ func decodeMsgpack(b []byte, v any) error {
 }
 
 // decodeCommand parses a raft log entry. Every error wraps ErrCorrupt.
+//
+// The request may alias b (a plain Put's Key and Value are sub-slices of
+// it, which saves a copy on every node for every write): b must not change
+// while the request is in use, and nothing may keep the request's byte
+// fields beyond that. Both callers hold immutable bytes (a committed raft
+// entry; a forwarded command that is then proposed as is), and the apply
+// path copies whatever it keeps (mvcc copies keys and values, the lease
+// table converts keys to strings).
 func decodeCommand(b []byte) (*request, error) {
 	if len(b) < 2 {
 		return nil, fmt.Errorf("%w: command of %d bytes", ErrCorrupt, len(b))

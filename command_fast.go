@@ -316,8 +316,7 @@ type putRequestBlock struct {
 // decodeRequestFast decodes body, the msgpack body of a cmdRequest command
 // that msgpackcheck.Check accepted, if it is in the subset described at the
 // top of this file. ok false means nothing was decoded and the caller must
-// decode body reflectively. Key and Value are copied out of body, together
-// in one allocation.
+// decode body reflectively. Key and Value alias body (see decodeCommand).
 func decodeRequestFast(body []byte) (req *request, ok bool) {
 	var pr parsedRequest
 	pr.key.isNil, pr.value.isNil = true, true
@@ -418,10 +417,11 @@ func walkFixmap(b []byte, pos, n int, field func(key []byte, pos int) (bit uint1
 	return pos, true
 }
 
-// build allocates the request pr describes, copying its byte fields out of
-// body: a Put with its request in one block, key and value in one buffer.
-// Like the reflective decoder it gives a nil slice for a msgpack nil or an
-// absent field and a non-nil empty one for an empty str or bin.
+// build allocates the request pr describes: a Put with its request in one
+// block. Key and Value are sub-slices of body, capacity-limited so that an
+// append cannot write into body. Like the reflective decoder it gives a nil
+// slice for a msgpack nil or an absent field and a non-nil empty one for an
+// empty str or bin.
 func (pr *parsedRequest) build(body []byte) *request {
 	if !pr.hasPut {
 		return &request{Origin: pr.origin, Seq: pr.seq, Kind: pr.kind}
@@ -431,19 +431,11 @@ func (pr *parsedRequest) build(body []byte) *request {
 		put: putReq{Lease: pr.lease, PrevKV: pr.prevKV, IgnoreValue: pr.ignoreValue, IgnoreLease: pr.ignoreLease},
 	}
 	blk.req.Put = &blk.put
-	if pr.key.isNil && pr.value.isNil {
-		return &blk.req
-	}
-	kl := pr.key.end - pr.key.start
-	vl := pr.value.end - pr.value.start
-	buf := make([]byte, kl+vl)
-	copy(buf, body[pr.key.start:pr.key.end])
-	copy(buf[kl:], body[pr.value.start:pr.value.end])
 	if !pr.key.isNil {
-		blk.put.Key = buf[:kl:kl]
+		blk.put.Key = body[pr.key.start:pr.key.end:pr.key.end]
 	}
 	if !pr.value.isNil {
-		blk.put.Value = buf[kl:]
+		blk.put.Value = body[pr.value.start:pr.value.end:pr.value.end]
 	}
 	return &blk.req
 }
