@@ -348,13 +348,7 @@ func (s *Store) configChanged(c raft.Configuration, index uint64) {
 	gone := s.peerAddrsChangedLocked(c)
 	s.memberMu.Unlock()
 	if gone {
-		// raft's NetworkTransport pools connections per address and never
-		// drops an address that left the configuration: each departed
-		// member would keep a socket and its 256 KiB write buffer forever.
-		// CloseStreams empties the pool (it also resets inbound streams,
-		// so peers reconnect once). Not on the FSM goroutine: it takes the
-		// pool's lock.
-		s.goFunc(s.trans.CloseStreams)
+		s.goFunc(s.dropDepartedConns)
 	}
 	s.memberMu.Lock()
 	defer s.memberMu.Unlock()
@@ -364,6 +358,27 @@ func (s *Store) configChanged(c raft.Configuration, index uint64) {
 	}
 	if s.memberSince > 0 && index > s.memberSince {
 		s.setRemovedLocked(index)
+	}
+}
+
+// dropDepartedConns empties raft's connection pool after a member's
+// address left the configuration. raft's NetworkTransport pools
+// connections per address and never drops an address: each departed
+// member would keep a socket and its 256 KiB write buffer on this node
+// forever. CloseStreams empties the pool (it also resets inbound streams,
+// so peers reconnect). An RPC to the departed member that was in flight
+// returns its connection to the pool afterwards, so the pool is emptied
+// again once raft has stopped replicating to it (an election timeout
+// later). It runs in its own goroutine, off the FSM's: it takes the pool's
+// lock.
+func (s *Store) dropDepartedConns() {
+	s.trans.CloseStreams()
+	t := time.NewTimer(s.cfg.ElectionTimeout)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		s.trans.CloseStreams()
+	case <-s.stopCh:
 	}
 }
 
