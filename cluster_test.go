@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/embedkv/store/transport"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -528,5 +529,45 @@ func TestRemoveWhilePromoterIsBusy(t *testing.T) {
 			t.Fatalf("members: got %q, want %q", got, want)
 		}
 		time.Sleep(100 * time.Millisecond) // let promoter rounds run
+	}
+}
+
+// TestAdmitBeforeClusterKnown checks how a node judges a peer's cluster,
+// also in the moment of Open before it has read its own cluster ID (a
+// restart with a large raft log): then every peer is told to retry
+// (transport.ErrNotReady, logged at debug), not refused as a stranger.
+func TestAdmitBeforeClusterKnown(t *testing.T) {
+	a, b := clusterID{1}, clusterID{2}
+	tests := []struct {
+		name        string
+		ours        *clusterID // nil: not known yet
+		theirs      clusterID
+		proto       byte
+		wantErr     error // nil: admitted
+		wantMessage string
+	}{
+		{"raft, own cluster not known yet", nil, a, transport.ProtoRaft, transport.ErrNotReady, "does not know its cluster"},
+		{"rpc, own cluster not known yet", nil, a, transport.ProtoRPC, transport.ErrNotReady, "does not know its cluster"},
+		{"another cluster", &a, b, transport.ProtoRaft, ErrWrongCluster, "is in cluster"},
+		{"a joiner without a cluster, over rpc", &a, clusterID{}, transport.ProtoRPC, nil, ""},
+		{"a node without a cluster, over raft", &a, clusterID{}, transport.ProtoRaft, ErrWrongCluster, "is in cluster"},
+		{"the same cluster, over rpc", &a, a, transport.ProtoRPC, nil, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := &Store{}
+			if tt.ours != nil {
+				s.setCluster(*tt.ours)
+			}
+			err := s.admit(transport.PeerInfo{Proto: tt.proto, Hello: transport.Hello{ClusterID: tt.theirs, NodeID: "n9"}})
+			switch {
+			case tt.wantErr == nil && err != nil:
+				t.Fatalf("got %v, want the peer admitted", err)
+			case tt.wantErr != nil && !errors.Is(err, tt.wantErr):
+				t.Fatalf("got %v, want %v", err, tt.wantErr)
+			case tt.wantErr != nil && !strings.Contains(err.Error(), tt.wantMessage):
+				t.Fatalf("got %q, want it to say %q", err, tt.wantMessage)
+			}
+		})
 	}
 }

@@ -132,8 +132,13 @@ func (s *Store) admit(pi transport.PeerInfo) error {
 	}
 	ours := s.cluster()
 	theirs := clusterID(pi.Hello.ClusterID)
+	if ours.isZero() {
+		// Open has not read (or learnt) this node's cluster ID yet: on a
+		// restart, opening a large raft log takes a while. The peer retries.
+		return fmt.Errorf("%w: this node does not know its cluster yet", transport.ErrNotReady)
+	}
 	if theirs != ours {
-		if pi.Proto == transport.ProtoRPC && theirs.isZero() && !ours.isZero() {
+		if pi.Proto == transport.ProtoRPC && theirs.isZero() {
 			return nil
 		}
 		return fmt.Errorf("%w: node %q is in cluster %s, this node in %s", ErrWrongCluster, pi.Hello.NodeID, theirs, ours)
