@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"github.com/embedkv/store/internal/proccpu"
 	"sort"
 	"strings"
 	"sync"
@@ -45,7 +46,7 @@ func runClientsFrom(b *testing.B, c *testCluster, first, clients int, op func(s 
 	var failed atomic.Value
 	b.ResetTimer()
 	start := time.Now()
-	cpu0, cpuOK := processCPU()
+	cpu0, cpuOK := proccpu.Used()
 	for g := 0; g < clients; g++ {
 		wg.Add(1)
 		go func(g int) {
@@ -67,7 +68,7 @@ func runClientsFrom(b *testing.B, c *testCluster, first, clients int, op func(s 
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	cpu1, _ := processCPU()
+	cpu1, _ := proccpu.Used()
 	b.StopTimer()
 	if err, ok := failed.Load().(error); ok {
 		b.Fatal(err)

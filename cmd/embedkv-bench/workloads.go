@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/embedkv/store/internal/proccpu"
 	"math/rand/v2"
 	"runtime"
 	"sync"
@@ -64,7 +65,7 @@ func runClients(ctx context.Context, c *cluster, first, clients int, d time.Dura
 	var firstErr atomic.Value
 	var wg sync.WaitGroup
 	start := time.Now()
-	cpu0, cpuOK := processCPU()
+	cpu0, cpuOK := proccpu.Used()
 	for g := 0; g < clients; g++ {
 		wg.Add(1)
 		go func(g int) {
@@ -90,7 +91,7 @@ func runClients(ctx context.Context, c *cluster, first, clients int, d time.Dura
 	}
 	wg.Wait()
 	run := clientRun{elapsed: time.Since(start)}
-	if cpu1, _ := processCPU(); cpuOK {
+	if cpu1, _ := proccpu.Used(); cpuOK {
 		run.cpu = cpu1 - cpu0
 	}
 	total := new(hist)
