@@ -114,9 +114,10 @@ func (s *Store) hello() transport.Hello {
 // identity must be the node ID the peer announced. The peer must be of this
 // cluster; raft connections must come from a member (or reach a node that
 // has no configuration yet: a joiner being caught up). A node that does not
-// know its cluster yet admits nothing but other unidentified peers. RPC
-// connections without a cluster ID are admitted for methodHello and
-// methodJoin only (handleRPC enforces it).
+// know its cluster yet (Open has not read or learnt it) admits nobody: every
+// peer is told to retry (transport.ErrNotReady). RPC connections without a
+// cluster ID are admitted for methodHello and methodJoin only (handleRPC
+// enforces it).
 func (s *Store) admit(pi transport.PeerInfo) error {
 	if s.tls != nil {
 		if pi.TLS == nil {
