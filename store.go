@@ -177,7 +177,7 @@ func (s *Store) start() error {
 		}
 		tc.ServerAddressProvider = &dialAddressProvider{fn: cfg.DialAddress, known: known}
 	}
-	s.trans = &raftTransport{NetworkTransport: raft.NewNetworkTransportWithConfig(tc)}
+	s.trans = newRaftTransport(raft.NewNetworkTransportWithConfig(tc))
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.NodeID)
