@@ -345,12 +345,6 @@ func (s *Store) configChanged(c raft.Configuration, index uint64) {
 		return
 	}
 	s.memberMu.Lock()
-	gone := s.peerAddrsChangedLocked(c)
-	s.memberMu.Unlock()
-	if gone {
-		s.goFunc(s.dropDepartedConns)
-	}
-	s.memberMu.Lock()
 	defer s.memberMu.Unlock()
 	if s.selfIn(c) {
 		s.memberSince = max(s.memberSince, index)
@@ -369,8 +363,8 @@ func (s *Store) configChanged(c raft.Configuration, index uint64) {
 // so peers reconnect). An RPC to the departed member that was in flight
 // returns its connection to the pool afterwards, so the pool is emptied
 // again once raft has stopped replicating to it (an election timeout
-// later). It runs in its own goroutine, off the FSM's: it takes the pool's
-// lock.
+// later). memberCache.set starts it in its own goroutine, off the FSM's:
+// it takes the pool's lock.
 func (s *Store) dropDepartedConns() {
 	s.trans.CloseStreams()
 	t := time.NewTimer(s.cfg.ElectionTimeout)
@@ -380,25 +374,6 @@ func (s *Store) dropDepartedConns() {
 		s.trans.CloseStreams()
 	case <-s.stopCh:
 	}
-}
-
-// peerAddrsChangedLocked records c's addresses and reports whether an
-// address of the previously recorded configuration is no longer in it.
-// memberMu is held.
-func (s *Store) peerAddrsChangedLocked(c raft.Configuration) bool {
-	addrs := make(map[raft.ServerAddress]bool, len(c.Servers))
-	for _, srv := range c.Servers {
-		addrs[srv.Address] = true
-	}
-	gone := false
-	for a := range s.peerAddrs {
-		if !addrs[a] {
-			gone = true
-			break
-		}
-	}
-	s.peerAddrs = addrs
-	return gone
 }
 
 // serveRemoved handles the leader's notice that this node was removed by
@@ -605,7 +580,8 @@ type memberSnapshot struct {
 
 // set caches conf, the configuration at index, unless a newer one is
 // cached (a replay applies old configurations after a refresh from
-// raft's latest).
+// raft's latest). When an address of the configuration it replaces is not
+// in conf, it starts dropDepartedConns.
 func (c *memberCache) set(s *Store, conf raft.Configuration, index uint64) {
 	m := &memberSnapshot{index: index, ids: map[string]bool{}, addrs: map[string]string{}}
 	for _, srv := range conf.Servers {
@@ -620,9 +596,22 @@ func (c *memberCache) set(s *Store, conf raft.Configuration, index uint64) {
 			return
 		}
 		if c.p.CompareAndSwap(old, m) {
+			if old != nil && m.lacksAddrOf(old) {
+				s.goFunc(s.dropDepartedConns)
+			}
 			return
 		}
 	}
+}
+
+// lacksAddrOf reports whether an address of old is not in m.
+func (m *memberSnapshot) lacksAddrOf(old *memberSnapshot) bool {
+	for a := range old.addrs {
+		if _, ok := m.addrs[a]; !ok {
+			return true
+		}
+	}
+	return false
 }
 
 // lookup returns the cached snapshot, refreshing it from raft when it is

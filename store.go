@@ -55,12 +55,10 @@ type Store struct {
 	removed   atomic.Bool // this node is no longer a member (see configChanged)
 	raftUp    atomic.Bool // s.raft is set: raft connections may be admitted
 
-	// memberMu guards memberSince and peerAddrs, and serialises marking
-	// this node removed.
+	// memberMu guards memberSince and serialises marking this node removed.
 	// Lock order: leaf (the stable store's own lock is taken under it).
 	memberMu    sync.Mutex
-	memberSince uint64                      // index of the latest applied configuration listing this node
-	peerAddrs   map[raft.ServerAddress]bool // addresses of the latest applied configuration
+	memberSince uint64 // index of the latest applied configuration listing this node
 
 	// expireMu guards expireCtx, which bounds lease-expiry proposals and is
 	// cancelled before the lessor is demoted. Lock order: leaf.
