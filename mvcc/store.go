@@ -258,13 +258,15 @@ func (s *Store) compactScan(from histItem, rev int64, keys [][]byte) (_ [][]byte
 			return keys, histAt(key, math.MaxInt64), true
 		}
 		k := keyCompaction{rev: rev}
-		drops := false
 		for ok && bytes.Equal(it.Item().key, key) {
-			drops = k.drops(it.Item()) || drops
+			if k.drops(it.Item()) {
+				// Decided: skip the key's older items (a hot key's long
+				// history costs a seek, not a walk).
+				keys = append(keys, key)
+				ok = skipKey(&it, key)
+				break
+			}
 			ok = it.Next()
-		}
-		if drops {
-			keys = append(keys, key)
 		}
 	}
 	return keys, histItem{}, false
