@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -13,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/embedkv/store/internal/testlog"
 	"github.com/embedkv/store/internal/testpki"
 	"github.com/embedkv/store/peertls"
 )
@@ -317,12 +315,3 @@ func checkIdentity(t *testing.T, what, got string, err error, want string, wantE
 		t.Fatalf("%s = %q, %v; want %q, nil", what, got, err, want)
 	}
 }
-
-// logBuffer collects log output for inspection.
-type logBuffer struct{ testlog.Buffer }
-
-// count returns how many lines contain s.
-func (l *logBuffer) count(s string) int { return l.Count(s) }
-
-// logger returns a logger writing to l at every level.
-func (l *logBuffer) logger() *slog.Logger { return l.Logger(slog.LevelDebug) }

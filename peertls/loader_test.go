@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/embedkv/store/internal/testlog"
 	"github.com/embedkv/store/internal/testpki"
 	"github.com/embedkv/store/peertls"
 )
@@ -229,8 +231,8 @@ func TestReloadRotatesCA(t *testing.T) {
 	caB := newCA(t, "ca-b")
 	dir := t.TempDir()
 	files := writeNodeIn(t, caA, dir, "a", testpki.IssueOptions{})
-	logs := &logBuffer{}
-	node := newLoader(t, files, peertls.Options{ReloadInterval: -1, Logger: logs.logger()})
+	logs := &testlog.Buffer{}
+	node := newLoader(t, files, peertls.Options{ReloadInterval: -1, Logger: logs.Logger(slog.LevelDebug)})
 	peerA := newLoader(t, writeNode(t, caA, "peer-a", testpki.IssueOptions{}), peertls.Options{})
 	peerB := newLoader(t, writeNode(t, caB, "peer-b", testpki.IssueOptions{}), peertls.Options{})
 
@@ -299,7 +301,7 @@ func TestReloadRotatesCA(t *testing.T) {
 	if got := node.NodeID(); got != "a" {
 		t.Errorf("NodeID() = %q, want %q", got, "a")
 	}
-	if got := logs.count("reloaded certificates"); got != 1 {
+	if got := logs.Count("reloaded certificates"); got != 1 {
 		t.Errorf("logged %d reloads, want 1", got)
 	}
 }
@@ -362,8 +364,8 @@ func TestReloadFailureKeepsMaterial(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			files := writeNodeIn(t, caA, dir, "a", testpki.IssueOptions{})
-			logs := &logBuffer{}
-			node, serverCfg, clientCfg := servedNode(t, caA, files, peertls.Options{ReloadInterval: -1, Logger: logs.logger()})
+			logs := &testlog.Buffer{}
+			node, serverCfg, clientCfg := servedNode(t, caA, files, peertls.Options{ReloadInterval: -1, Logger: logs.Logger(slog.LevelDebug)})
 
 			oldSerial := handshakeSerial(t, serverCfg, clientCfg, "before: ")
 
@@ -383,7 +385,7 @@ func TestReloadFailureKeepsMaterial(t *testing.T) {
 			if err := node.Reload(); !errors.Is(err, tt.wantIs) {
 				t.Errorf("Reload() = %v, want an error wrapping %v", err, tt.wantIs)
 			}
-			if got := logs.count("level=WARN"); got != 1 {
+			if got := logs.Count("level=WARN"); got != 1 {
 				t.Errorf("logged %d warnings, want 1:\n%s", got, logs.String())
 			}
 			if got := node.NodeID(); got != "a" {

@@ -4,11 +4,14 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"log/slog"
 	"net"
 	"runtime"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/embedkv/store/internal/testlog"
 )
 
 func TestBadFramesCloseConnection(t *testing.T) {
@@ -29,14 +32,14 @@ func TestBadFramesCloseConnection(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var logs logBuffer
-			m := newMux(t, Config{MaxFrameBytes: limit, Logger: logs.logger()})
+			var logs testlog.Buffer
+			m := newMux(t, Config{MaxFrameBytes: limit, Logger: logs.Logger(slog.LevelDebug)})
 			m.ServeRPC(echo)
 			c := newClient(t, ClientConfig{})
 
 			conn := dialRaw(t, m.Addr(), tt.send)
 			expectClosed(t, conn, testTimeout)
-			eventually(t, "the error log", func() bool { return logs.contains(tt.wantLog) })
+			eventually(t, "the error log", func() bool { return logs.Contains(tt.wantLog) })
 
 			got, err := c.Call(callCtx(t), m.Addr(), 9, []byte("still serving"))
 			if err != nil || string(got) != "\x09still serving" {

@@ -4,12 +4,10 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"net"
 	"testing"
 	"time"
 
-	"github.com/embedkv/store/internal/testlog"
 	"go.uber.org/goleak"
 )
 
@@ -132,10 +130,3 @@ func acceptRaft(t testing.TB, m *Mux, n int) ([]byte, error) {
 	_, err = io.ReadFull(in, got)
 	return got, err
 }
-
-// logBuffer collects log output for assertions.
-type logBuffer struct{ testlog.Buffer }
-
-func (b *logBuffer) contains(s string) bool { return b.Contains(s) }
-
-func (b *logBuffer) logger() *slog.Logger { return b.Logger(slog.LevelDebug) }

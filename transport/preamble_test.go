@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -14,6 +15,8 @@ import (
 	"testing"
 	"testing/iotest"
 	"time"
+
+	"github.com/embedkv/store/internal/testlog"
 )
 
 // connHeader returns what a dialer writes first: the protocol byte and the
@@ -231,9 +234,9 @@ func TestAdmitRaft(t *testing.T) {
 			id := clusterID("cluster-1")
 			hv := newHelloVar(Hello{ClusterID: id, NodeID: "intruder"})
 			admits := &admitLog{reject: map[string]bool{"intruder": true}}
-			var logs logBuffer
+			var logs testlog.Buffer
 			dialCfg := Config{Hello: hv.get}
-			acceptCfg := Config{Admit: admits.admit, Logger: logs.logger()}
+			acceptCfg := Config{Admit: admits.admit, Logger: logs.Logger(slog.LevelDebug)}
 			if tt.tls {
 				serverTLS, clientTLS := testTLS(t)
 				dialCfg.ClientTLS = staticTLS(clientTLS)
@@ -246,8 +249,8 @@ func TestAdmitRaft(t *testing.T) {
 			bad := dialRaft(t, a, b.Addr(), "rejected")
 			expectClosed(t, bad, testTimeout)
 			eventually(t, "the rejection log", func() bool {
-				return logs.contains("connection not admitted") && logs.contains("proto=raft") &&
-					logs.contains(`node \"intruder\" is not a member`)
+				return logs.Contains("connection not admitted") && logs.Contains("proto=raft") &&
+					logs.Contains(`node \"intruder\" is not a member`)
 			})
 
 			// Admitted: Accept returns this one, never the rejected one.
@@ -288,8 +291,8 @@ func TestAdmitRejectsRPC(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var logs logBuffer
-			m := newMux(t, Config{Admit: tt.admit, Logger: logs.logger()})
+			var logs testlog.Buffer
+			m := newMux(t, Config{Admit: tt.admit, Logger: logs.Logger(slog.LevelDebug)})
 			var handled atomic.Int64
 			m.ServeRPC(func(ctx context.Context, method uint8, req []byte) ([]byte, error) {
 				handled.Add(1)
@@ -302,7 +305,7 @@ func TestAdmitRejectsRPC(t *testing.T) {
 				}
 			}
 			eventually(t, "the rejection log", func() bool {
-				return logs.contains("connection not admitted") && logs.contains("proto=rpc") && logs.contains(tt.log)
+				return logs.Contains("connection not admitted") && logs.Contains("proto=rpc") && logs.Contains(tt.log)
 			})
 			if got := handled.Load(); got != 0 {
 				t.Errorf("handler calls: got %d, want 0", got)
@@ -334,9 +337,9 @@ func TestMalformedPreamble(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var logs logBuffer
+			var logs testlog.Buffer
 			admits := &admitLog{}
-			m := newMux(t, Config{FirstByteTimeout: firstByte, Admit: admits.admit, Logger: logs.logger()})
+			m := newMux(t, Config{FirstByteTimeout: firstByte, Admit: admits.admit, Logger: logs.Logger(slog.LevelDebug)})
 			var handled atomic.Int64
 			m.ServeRPC(func(ctx context.Context, method uint8, req []byte) ([]byte, error) {
 				handled.Add(1)
@@ -358,7 +361,7 @@ func TestMalformedPreamble(t *testing.T) {
 				t.Errorf("closed after %v, want at least FirstByteTimeout %v", elapsed, firstByte)
 			}
 			eventually(t, "the preamble log", func() bool {
-				return logs.contains("bad connection preamble") && logs.contains("level=WARN")
+				return logs.Contains("bad connection preamble") && logs.Contains("level=WARN")
 			})
 			if got := len(admits.calls()); got != 0 {
 				t.Errorf("Admit calls: got %d, want 0", got)

@@ -6,11 +6,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/embedkv/store/internal/testlog"
 	"go.uber.org/goleak"
 )
 
@@ -143,8 +145,8 @@ func TestRemoteError(t *testing.T) {
 }
 
 func TestHandlerPanic(t *testing.T) {
-	var logs logBuffer
-	m := newMux(t, Config{Logger: logs.logger()})
+	var logs testlog.Buffer
+	m := newMux(t, Config{Logger: logs.Logger(slog.LevelDebug)})
 	m.ServeRPC(func(ctx context.Context, method uint8, req []byte) ([]byte, error) {
 		if method == 1 {
 			panic("handler exploded")
@@ -168,7 +170,7 @@ func TestHandlerPanic(t *testing.T) {
 			}
 		})
 	}
-	if !logs.contains("rpc handler panicked") {
+	if !logs.Contains("rpc handler panicked") {
 		t.Errorf("logs: got no panic entry, want one")
 	}
 	if got, want := m.rpcConns.Load(), int64(1); got != want {
