@@ -3,13 +3,14 @@ package store
 import (
 	"context"
 	"fmt"
-	"github.com/embedkv/store/internal/proccpu"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/embedkv/store/internal/proccpu"
 )
 
 // Cluster benchmarks: 3 nodes in this process over loopback TCP, raft logs in

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/embedkv/store/internal/proccpu"
 	"math/rand/v2"
 	"runtime"
 	"sync"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/embedkv/store"
+	"github.com/embedkv/store/internal/proccpu"
 )
 
 // valueSize is the value length of every workload (as issue 7's etcd runs).
