@@ -1,10 +1,6 @@
 package store
 
-import (
-	"sync"
-
-	"github.com/hashicorp/raft"
-)
+import "github.com/hashicorp/raft"
 
 // The follower's commit index.
 //
@@ -31,6 +27,15 @@ import (
 // of the commit index from the next AppendEntries. Heartbeats, which raft
 // handles on a fast path, carry no commit index.
 
+// clampRPC clamps rpc's command if it is an AppendEntries; it is the
+// transport's relay step, so it never ends the relay.
+func clampRPC(rpc raft.RPC) (last bool) {
+	if req, ok := rpc.Command.(*raft.AppendEntriesRequest); ok {
+		clampLeaderCommit(req)
+	}
+	return false
+}
+
 // clampLeaderCommit lowers req.LeaderCommitIndex to the index of req's last
 // entry, or to req.PrevLogEntry when it has none.
 func clampLeaderCommit(req *raft.AppendEntriesRequest) {
@@ -41,47 +46,4 @@ func clampLeaderCommit(req *raft.AppendEntriesRequest) {
 	if req.LeaderCommitIndex > last {
 		req.LeaderCommitIndex = last
 	}
-}
-
-// rpcClamp hands raft the RPCs of the transport's consumer channel, with
-// each AppendEntries clamped (see above).
-//
-// Goroutines: forward, from newRPCClamp until close.
-type rpcClamp struct {
-	out  chan raft.RPC
-	stop chan struct{} // closed by close
-	done chan struct{} // closed when forward returns
-	once sync.Once
-}
-
-func newRPCClamp(in <-chan raft.RPC) *rpcClamp {
-	c := &rpcClamp{out: make(chan raft.RPC), stop: make(chan struct{}), done: make(chan struct{})}
-	go c.forward(in)
-	return c
-}
-
-func (c *rpcClamp) forward(in <-chan raft.RPC) {
-	defer close(c.done)
-	for {
-		var rpc raft.RPC
-		select {
-		case rpc = <-in:
-		case <-c.stop:
-			return
-		}
-		if req, ok := rpc.Command.(*raft.AppendEntriesRequest); ok {
-			clampLeaderCommit(req)
-		}
-		select {
-		case c.out <- rpc:
-		case <-c.stop:
-			return // the sender gives up when the transport shuts down
-		}
-	}
-}
-
-// close stops forward and waits for it. It is idempotent.
-func (c *rpcClamp) close() {
-	c.once.Do(func() { close(c.stop) })
-	<-c.done
 }

@@ -1,10 +1,6 @@
 package store
 
-import (
-	"sync"
-
-	"github.com/hashicorp/raft"
-)
+import "github.com/hashicorp/raft"
 
 // raftTransport is raft's NetworkTransport with its pipeline guarded
 // against a deadlock in raft 1.7's pipelined replication.
@@ -29,12 +25,12 @@ import (
 // It also clamps the commit index of incoming AppendEntries (raftcommit.go).
 type raftTransport struct {
 	*raft.NetworkTransport
-	clamp *rpcClamp
+	clamp *relay[raft.RPC]
 }
 
 // newRaftTransport wraps t.
 func newRaftTransport(t *raft.NetworkTransport) *raftTransport {
-	return &raftTransport{NetworkTransport: t, clamp: newRPCClamp(t.Consumer())}
+	return &raftTransport{NetworkTransport: t, clamp: startRelay(t.Consumer(), clampRPC, nil)}
 }
 
 // Consumer returns the incoming RPCs, AppendEntries clamped.
@@ -57,23 +53,25 @@ func (t *raftTransport) AppendEntriesPipeline(id raft.ServerID, target raft.Serv
 	return newGuardedPipeline(p), nil
 }
 
-// guardedPipeline wraps a raft.AppendPipeline; see raftTransport.
-//
-// Goroutines: forward, from newGuardedPipeline until Close, or until it
-// forwarded the response that ends raft's decoder. Close waits for it.
+// guardedPipeline wraps a raft.AppendPipeline; see raftTransport. Its
+// relay hands raft's decoder the inner pipeline's responses and, after
+// one that makes the decoder return (the checks mirror raft's
+// pipelineDecode), closes the inner pipeline, so that a send blocked
+// behind the gone decoder fails.
 type guardedPipeline struct {
 	inner raft.AppendPipeline
-	out   chan raft.AppendFuture // what raft's decoder reads (unbuffered, like raft's)
-	stop  chan struct{}          // closed by Close
-	done  chan struct{}          // closed when forward returns
-	once  sync.Once
+	relay *relay[raft.AppendFuture]
 }
 
 func newGuardedPipeline(inner raft.AppendPipeline) *guardedPipeline {
-	p := &guardedPipeline{inner: inner, out: make(chan raft.AppendFuture),
-		stop: make(chan struct{}), done: make(chan struct{})}
-	go p.forward()
-	return p
+	return &guardedPipeline{inner: inner,
+		relay: startRelay(inner.Consumer(), endsDecoder, func() { _ = inner.Close() })}
+}
+
+// endsDecoder reports whether raft's pipeline decoder returns after f.
+func endsDecoder(f raft.AppendFuture) bool {
+	req, resp := f.Request(), f.Response()
+	return resp.Term > req.Term || !resp.Success
 }
 
 // AppendEntries sends one pipelined request.
@@ -82,43 +80,11 @@ func (p *guardedPipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *r
 }
 
 // Consumer returns the channel of completed requests, in order.
-func (p *guardedPipeline) Consumer() <-chan raft.AppendFuture { return p.out }
+func (p *guardedPipeline) Consumer() <-chan raft.AppendFuture { return p.relay.out }
 
-// Close closes the pipeline and waits for the forwarding goroutine. It is
-// idempotent.
+// Close closes the pipeline and waits for the relay. It is idempotent.
 func (p *guardedPipeline) Close() error {
-	var err error
-	p.once.Do(func() {
-		close(p.stop)
-		err = p.inner.Close()
-	})
-	<-p.done
+	err := p.inner.Close()
+	p.relay.close()
 	return err
-}
-
-// forward passes responses on to raft's decoder. After one that makes the
-// decoder return (the checks mirror raft's pipelineDecode), it closes the
-// inner pipeline, so that a send blocked behind the gone decoder fails.
-func (p *guardedPipeline) forward() {
-	defer close(p.done)
-	in := p.inner.Consumer()
-	for {
-		var f raft.AppendFuture
-		select {
-		case f = <-in:
-		case <-p.stop:
-			return
-		}
-		req, resp := f.Request(), f.Response()
-		last := resp.Term > req.Term || !resp.Success
-		select {
-		case p.out <- f:
-		case <-p.stop:
-			return
-		}
-		if last {
-			_ = p.inner.Close()
-			return
-		}
-	}
 }

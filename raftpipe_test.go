@@ -89,7 +89,7 @@ func TestGuardedPipeline(t *testing.T) {
 				t.Errorf("Close: %v", err)
 			}
 			select {
-			case <-p.done:
+			case <-p.relay.done:
 			default:
 				t.Error("Close returned before the forwarding goroutine ended")
 			}
